@@ -1,0 +1,81 @@
+"""YAML configs from `configs/` (shipped as `medprompt.configs`), with `key.sub=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from medprompt.errors import MedpromptError
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a config shipped with the package, e.g. `train` or `acdc`."""
+    path = resources.files("medprompt.configs") / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.name[:-5] for p in resources.files("medprompt.configs").iterdir() if p.name.endswith(".yaml"))
+        raise MedpromptError(f"no bundled config {name!r}; available: {available}")
+    return Path(str(path))
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one YAML mapping, with errors that name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise MedpromptError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise MedpromptError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MedpromptError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(name: str, path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The bundled config `name`, updated by the YAML at `path`, then by `key.sub=value` overrides."""
+    config = read_yaml(bundled_config_path(name))
+    if path is not None:
+        config = merge(config, read_yaml(path))
+    return apply_overrides(config, overrides)
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict update that returns a new dict."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings; values are parsed as YAML (numbers, lists, booleans)."""
+    out = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise MedpromptError(f"override {item!r} is not of the form key=value")
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise MedpromptError(f"override {item!r}: {part!r} is not a section of the config")
+            node = node[part]
+        if parts[-1] not in node:
+            raise MedpromptError(f"override {item!r}: unknown key {key!r}; known here: {sorted(node)}")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def dump_config(config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write a resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
