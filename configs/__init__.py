@@ -1,0 +1,1 @@
+"""YAML configs shipped with the package as `medprompt.configs`: datasets, training recipe."""

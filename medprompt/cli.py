@@ -1,0 +1,210 @@
+"""The `medprompt` command line: one verb per step of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+from medprompt import __version__
+from medprompt.errors import MedpromptError
+
+DESCRIPTION = """\
+Automatic segmentation with a frozen MedSAM, from tight bounding boxes only.
+
+  preprocess  raw ACDC / CAMUS / HC18 folder -> preprocessed dataset (manifest.csv + slices.h5)
+  embed       encode every slice once -> DATASET/embeddings/<backbone>.h5
+  train       learn the prompt module from boxes (derived from masks, or --boxes CSV)
+  predict     segment new images / volumes / datasets, no boxes or labels needed
+  reconstruct per-slice array -> volumes in the source geometry and format
+  evaluate    Dice / IoU / HD95 (per slice), and 3D Dice / HD95 / ASSD in mm (per case)
+  demo        the whole pipeline on synthetic data (or --data) in a few minutes on a CPU
+"""
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1 ... (default: auto)")
+
+
+def _add_backbone(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="MedSAM ViT-B weights (e.g. medsam_vit_b.pth); default: the bundled small backbone")
+    parser.add_argument("--backbone", default=None,
+                        help="backbone name (medsam_vit_b, medprompt_tiny); default: medsam_vit_b with --checkpoint, else medprompt_tiny")
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="YAML file overriding the bundled defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set loss.t=5 (repeatable)")
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from medprompt.config import load_config
+    from preprocessing.pipeline import format_summary, preprocess
+
+    config = load_config(args.dataset, args.config, args.overrides)
+    summary = preprocess(args.dataset, args.raw_dir, args.out_dir, config)
+    print(format_summary(summary))
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from medprompt.backbone import load_backbone
+    from medprompt.dataset import PreprocessedDataset
+    from medprompt.device import resolve_device
+    from medprompt.embedding_cache import build_cache
+
+    dataset = PreprocessedDataset(args.dataset_dir)
+    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
+    path = build_cache(dataset, backbone, batch_size=args.batch_size, overwrite=args.overwrite)
+    print(f"embeddings of {len(dataset)} slices: {path}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from medprompt.backbone import load_backbone
+    from medprompt.config import load_config
+    from medprompt.dataset import PreprocessedDataset
+    from medprompt.device import resolve_device
+    from medprompt.training import train
+
+    overrides = list(args.overrides)
+    for key in ("shots", "seed", "epochs"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    train_cfg = load_config("train", args.config, overrides)
+    dataset = PreprocessedDataset(args.dataset_dir)
+    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
+    run_dir = train(dataset, backbone, train_cfg, args.out, boxes_csv=args.boxes, checkpoint=args.checkpoint,
+                    resume=args.resume)
+    print(f"trained prompt module: {run_dir}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from medprompt.device import resolve_device
+    from medprompt.predict_io import predict_inputs
+
+    written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
+                             split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt)
+    print(f"{len(written)} outputs in {args.out}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    from medprompt.reconstruct import reconstruct_dataset
+
+    written = reconstruct_dataset(args.dataset_dir, args.array, args.out)
+    print(f"{len(written)} volumes in {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from medprompt.evaluation import evaluate
+
+    print(evaluate(args.pred_dir, args.gt_dir, args.out, hc_csv=args.hc_csv))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from medprompt.demo import run_demo
+
+    run_demo(args.out, data=args.data, dataset=args.dataset, device=args.device, epochs=args.epochs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medprompt", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"medprompt {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, handler: Callable, help_text: str, epilog: str = "") -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = verb("preprocess", cmd_preprocess, "Turn a raw dataset folder, as downloaded, into a preprocessed dataset.",
+             "example: medprompt preprocess acdc ~/data/ACDC data/acdc --set target=rv")
+    p.add_argument("dataset", choices=["acdc", "camus", "hc18"], help="which dataset layout RAW_DIR holds")
+    p.add_argument("raw_dir", type=Path, metavar="RAW_DIR")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    _add_config(p)
+
+    p = verb("embed", cmd_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
+             "example: medprompt embed data/acdc --checkpoint medsam_vit_b.pth")
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
+    _add_backbone(p)
+    _add_device(p)
+    p.add_argument("--batch-size", type=int, default=8, help="slices per encoder batch (default: 8)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
+
+    p = verb("train", cmd_train, "Train the prompt module from tight boxes only (paper recipe by default).",
+             "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0")
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")
+    p.add_argument("--shots", type=int, default=None, help="train on this many slices, chosen by --seed (default: all)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs; the lr step stays at half (default: 100)")
+    p.add_argument("--boxes", type=Path, default=None,
+                   help="CSV slice_id,x_min,y_min,x_max,y_max in preprocessed slice pixels (default: boxes of the masks)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_backbone(p)
+    _add_device(p)
+    _add_config(p)
+
+    p = verb("predict", cmd_predict, "Segment images it has never seen: no boxes, no labels.",
+             "inputs: preprocessed dataset folders, NIfTI volumes (.nii/.nii.gz), .mhd images or PNG images;\n"
+             "each output is written in its input's own geometry and format.\n"
+             "example: medprompt predict runs/acdc-10shot patient101_frame01.nii.gz --out predictions/")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
+                   help="for a dataset input: which slices to predict (default: all)")
+    p.add_argument("--box-prompt", action="store_true",
+                   help="for a dataset input with masks: prompt the backbone with the tight ground-truth boxes instead "
+                        "(the upper bound)")
+    p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default: 8)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
+    _add_device(p)
+
+    p = verb("reconstruct", cmd_reconstruct, "Turn a per-slice array aligned with a manifest back into source-geometry volumes.",
+             "example: medprompt reconstruct data/acdc data/acdc/slices.h5:mask --out roundtrip/")
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
+    p.add_argument("array", metavar="SLICES.h5[:ARRAY]")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = verb("evaluate", cmd_evaluate, "Score predictions against ground truth.",
+             "PRED_DIR from `predict` on a dataset + GT_DIR the dataset: per-slice Dice, IoU, HD95;\n"
+             "PRED_DIR of volumes + GT_DIR of label files (e.g. the raw dataset): per-case 3D Dice, HD95, ASSD in mm.\n"
+             "example: medprompt evaluate predictions/ data/acdc --out metrics.csv")
+    p.add_argument("pred_dir", type=Path, metavar="PRED_DIR")
+    p.add_argument("gt_dir", type=Path, metavar="GT_DIR")
+    p.add_argument("--out", type=Path, default=Path("metrics.csv"), help="CSV to write (default: metrics.csv)")
+    p.add_argument("--hc-csv", type=Path, default=None, help="HC18 pixel-size / head-circumference CSV (head circumference error)")
+
+    p = verb("demo", cmd_demo, "Run the whole pipeline end to end (synthetic ACDC-like data by default).",
+             "example: medprompt demo --out demo_out")
+    p.add_argument("--out", type=Path, default=Path("medprompt_demo"), help="output folder (default: medprompt_demo)")
+    p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
+    p.add_argument("--dataset", default="acdc", choices=["acdc", "camus", "hc18"], help="layout of --data (default: acdc)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
+    _add_device(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `medprompt` console script."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", module="monai")
+    try:
+        args.handler(args)
+    except MedpromptError as exc:
+        print(f"medprompt {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"medprompt {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

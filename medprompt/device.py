@@ -1,0 +1,26 @@
+"""Choosing the compute device and its precision."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from medprompt.errors import MedpromptError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; an unavailable CUDA request is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MedpromptError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
+    return device
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; full precision (a no-op context) on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,100 @@
+"""Automatic segmentation: encoder -> prompt learner -> mask decoder -> mask at the slice's size.
+
+No box and no label is needed. The box-prompted path (MedSAM given the tight
+ground-truth boxes) is here too: it is the upper bound the paper compares with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from medprompt.backbone import Backbone, upsample_logits
+from medprompt.boxes import Boxes
+from medprompt.dataset import PreprocessedDataset
+from medprompt.device import autocast
+from medprompt.embedding_cache import EmbeddingCache
+from medprompt.errors import MedpromptError
+
+
+def embeddings_for(dataset: PreprocessedDataset, backbone: Backbone, rows: np.ndarray, batch_size: int):
+    """Yield (row positions, embeddings) batches: from the dataset's cache when it matches, else encoded now."""
+    try:
+        cache = EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)
+    except MedpromptError:
+        cache = None
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        if cache is not None:
+            yield batch, torch.from_numpy(cache.read(batch)).to(backbone.device, torch.float32)
+        else:
+            with autocast(backbone.device):
+                yield batch, backbone.encode(torch.from_numpy(dataset.images(batch))).float()
+
+
+@torch.no_grad()
+def segment_embeddings(backbone: Backbone, learner: nn.Module, embeddings: torch.Tensor,
+                       size: tuple[int, int]) -> torch.Tensor:
+    """Foreground probabilities [B,H,W] from embeddings, with prompts from the learner."""
+    with autocast(backbone.device):
+        sparse, dense = learner(embeddings)
+        logits = backbone.decode(embeddings, sparse, dense)
+    return torch.sigmoid(upsample_logits(logits, size))[:, 0]
+
+
+@torch.no_grad()
+def segment_images(backbone: Backbone, learner: nn.Module, images: np.ndarray, batch_size: int = 8,
+                   progress: bool = True) -> np.ndarray:
+    """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
+    out = np.zeros(images.shape, dtype=np.float32)
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
+        batch = torch.from_numpy(images[start : start + batch_size])
+        with autocast(backbone.device):
+            embeddings = backbone.encode(batch).float()
+        out[start : start + len(batch)] = segment_embeddings(backbone, learner, embeddings, images.shape[1:]).cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def segment_dataset(backbone: Backbone, learner: nn.Module, dataset: PreprocessedDataset, rows: np.ndarray,
+                    batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
+    size = dataset.shape[1:]
+    out = np.zeros((len(rows), *size), dtype=np.float32)
+    position = {r: i for i, r in enumerate(rows)}
+    bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
+    for batch, embeddings in embeddings_for(dataset, backbone, rows, batch_size):
+        probs = segment_embeddings(backbone, learner, embeddings, size)
+        out[[position[r] for r in batch]] = probs.cpu().numpy()
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+@torch.no_grad()
+def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
+                         batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """Probabilities [len(rows),H,W] of the backbone prompted with each slice's boxes (union over boxes)."""
+    size = dataset.shape[1:]
+    out = np.zeros((len(rows), *size), dtype=np.float32)
+    ids = dataset.manifest.slice_id.to_numpy()
+    position = {r: i for i, r in enumerate(rows)}
+    bar = tqdm(total=len(rows), desc="box prompts", unit="slice", disable=not progress)
+    for batch, embeddings in embeddings_for(dataset, backbone, rows, batch_size):
+        owner, prompt_boxes = [], []
+        for j, r in enumerate(batch):
+            for box in boxes[ids[r]]:
+                owner.append(j)
+                prompt_boxes.append(box)
+        if prompt_boxes:
+            owner_t = torch.tensor(owner, device=backbone.device)
+            with autocast(backbone.device):
+                logits = backbone.prompt(embeddings[owner_t], torch.tensor(np.array(prompt_boxes)), size)
+            probs = torch.sigmoid(upsample_logits(logits, size))[:, 0].float()
+            merged = torch.zeros((len(batch), *size), device=probs.device).index_reduce_(0, owner_t, probs, "amax")
+            out[[position[r] for r in batch]] = merged.cpu().numpy()
+        bar.update(len(batch))
+    bar.close()
+    return out

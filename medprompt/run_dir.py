@@ -1,0 +1,61 @@
+"""The run directory: everything a training run leaves, and loading a trained model back.
+
+    config.yaml                 resolved config: training recipe, dataset, backbone + sha256
+    train_boxes.csv             the training slices (the few-shot subset) and their boxes
+    train_log.csv               one row per epoch
+    checkpoint.pt               resumable state (written every epoch)
+    prompt_module.safetensors   final prompt-learner weights (present once training ends)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from medprompt.backbone import Backbone, load_backbone
+from medprompt.config import read_yaml
+from medprompt.errors import MedpromptError
+from medprompt.prompt_learners import build_prompt_learner
+
+CONFIG = "config.yaml"
+BOXES = "train_boxes.csv"
+LOG = "train_log.csv"
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "prompt_module.safetensors"
+
+
+@dataclass
+class TrainedModel:
+    """A frozen backbone and a trained prompt learner, ready to predict."""
+
+    config: dict[str, Any]
+    backbone: Backbone
+    learner: nn.Module
+
+
+def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None) -> TrainedModel:
+    """Load a finished run: its backbone (checkpoint verified by sha256) and its prompt learner."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise MedpromptError(f"{run_dir}: not a run directory (no {CONFIG}); train one with `medprompt train`")
+    if not (run_dir / WEIGHTS).is_file():
+        raise MedpromptError(f"{run_dir}: training has not finished (no {WEIGHTS}); rerun `medprompt train ... --resume`")
+    config = read_yaml(run_dir / CONFIG)
+    recorded = config["backbone"]
+    path = checkpoint if checkpoint is not None else recorded.get("checkpoint")
+    backbone = load_backbone(recorded["id"], path, device)
+    if backbone.checkpoint_sha256 != recorded["checkpoint_sha256"]:
+        raise MedpromptError(
+            f"{path or 'bundled weights'}: sha256 {backbone.checkpoint_sha256[:12]}... differs from the checkpoint this run "
+            f"was trained with ({recorded['checkpoint_sha256'][:12]}...); pass --checkpoint with that file"
+        )
+    learner = build_prompt_learner(config["train"]["prompt_learner"])
+    learner.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    learner.to(device).eval()
+    return TrainedModel(config, backbone, learner)

@@ -1,0 +1,233 @@
+"""Train a prompt learner from tight boxes alone, through the frozen mask decoder.
+
+Cached embeddings -> prompt learner -> frozen SAM mask decoder -> low-res logits
+-> box-constraint losses. Checkpointed every epoch; `resume` continues an
+interrupted run and, on the CPU, ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from medprompt import __version__
+from medprompt.atomic import atomic_path
+from medprompt.backbone import Backbone
+from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
+from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, scale_boxes, write_box_csv
+from medprompt.config import dump_config, read_yaml
+from medprompt.dataset import PreprocessedDataset
+from medprompt.device import autocast
+from medprompt.embedding_cache import EmbeddingCache
+from medprompt.errors import MedpromptError
+from medprompt.prompt_learners import build_prompt_learner
+from medprompt.run_dir import BOXES, CHECKPOINT, CONFIG, LOG, WEIGHTS
+
+
+@dataclass
+class TrainingSet:
+    """The training slices: their manifest rows, ids and boxes (slice pixels)."""
+
+    rows: np.ndarray
+    slice_ids: list[str]
+    boxes: Boxes
+
+
+def select_training_set(
+    dataset: PreprocessedDataset, train_cfg: dict[str, Any], boxes_csv: str | os.PathLike | None = None
+) -> TrainingSet:
+    """Training slices with their boxes: from the user's box file, or derived from the train split's masks.
+
+    With `shots`, a seeded subset of that many slices (among those with the target) is kept.
+    """
+    if boxes_csv is not None:
+        boxes = read_box_csv(boxes_csv, dataset)
+        candidates = np.array(sorted(dataset.index_of[s] for s in boxes))
+    else:
+        if not dataset.has_masks:
+            raise MedpromptError(f"{dataset.slices_path}: no masks to derive boxes from; give --boxes FILE.csv")
+        candidates = dataset.rows("train", with_target=True)
+        if "target_area" in dataset.manifest.columns:
+            area = dataset.manifest.target_area.to_numpy()[candidates]
+            candidates = candidates[area >= train_cfg["min_target_area"]]
+        label = train_cfg["label"] if train_cfg["label"] is not None else dataset.target_label
+        boxes = boxes_from_dataset(dataset, candidates, int(label), train_cfg["min_target_area"])
+        candidates = np.array([r for r in candidates if len(boxes[dataset.manifest.slice_id.iloc[r]])], dtype=np.int64)
+    if len(candidates) == 0:
+        raise MedpromptError(f"{dataset.root}: no training slice with a box")
+    shots = train_cfg["shots"]
+    if shots is not None:
+        if shots > len(candidates):
+            raise MedpromptError(f"--shots {shots}: only {len(candidates)} training slices with the target in {dataset.root}")
+        rng = np.random.default_rng(train_cfg["seed"])
+        candidates = np.sort(rng.choice(candidates, size=shots, replace=False))
+    ids = [dataset.manifest.slice_id.iloc[r] for r in candidates]
+    return TrainingSet(candidates, ids, {s: boxes[s] for s in ids})
+
+
+class Trainer:
+    """One training run: data in memory, model, optimiser, schedule, checkpoints."""
+
+    def __init__(self, dataset: PreprocessedDataset, backbone: Backbone, config: dict[str, Any], run_dir: Path,
+                 training_set: TrainingSet):
+        self.dataset, self.backbone, self.config, self.run_dir = dataset, backbone, config, run_dir
+        self.cfg = config["train"]
+        self.device = backbone.device
+        self.training_set = training_set
+        cache = EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)
+        if not cache.fits_in_memory(len(training_set.rows)):
+            raise MedpromptError(f"{cache.path}: {len(training_set.rows)} training embeddings do not fit in memory; use --shots")
+        self.embeddings = torch.from_numpy(cache.read(training_set.rows))
+        grid = backbone.low_res_size
+        size = dataset.shape[1:]
+        self.low_res_boxes = [scale_boxes(training_set.boxes[s], size, grid) for s in training_set.slice_ids]
+        loss_cfg = dict(self.cfg["loss"])
+        loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
+        self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
+        torch.manual_seed(self.cfg["seed"])
+        self.learner = build_prompt_learner(self.cfg["prompt_learner"]).to(self.device)
+        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
+        step_epoch = max(1, round(self.cfg["epochs"] * self.cfg["lr_step_at"]))
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=self.cfg["lr_gamma"])
+        self.epoch = 0
+        self.log: list[dict[str, float]] = []
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches of training-set positions; a function of (seed, epoch) alone, so resuming repeats it."""
+        order = np.random.default_rng([self.cfg["seed"], epoch]).permutation(len(self.training_set.rows))
+        size = self.cfg["batch_size"]
+        return [order[i : i + size] for i in range(0, len(order), size)]
+
+    def step(self, batch: np.ndarray) -> dict[str, float]:
+        """One optimisation step on a batch of training-set positions."""
+        embeddings = self.embeddings[batch].to(self.device, torch.float32)
+        boxes = [self.low_res_boxes[i] for i in batch]
+        with autocast(self.device):
+            sparse, dense = self.learner(embeddings)
+            logits = self.backbone.decode(embeddings, sparse, dense)
+        terms = self.loss(logits.float(), boxes)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def fit(self, progress: bool = True) -> None:
+        """Train until the configured epoch count, checkpointing every epoch."""
+        epochs = self.cfg["epochs"]
+        steps_per_epoch = len(self.batches(0))
+        bar = tqdm(total=epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch, unit="step",
+                   desc="train", disable=not progress)
+        self.learner.train()
+        while self.epoch < epochs:
+            start = time.perf_counter()
+            sums: dict[str, float] = {}
+            for batch in self.batches(self.epoch):
+                terms = self.step(batch)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(batch)
+                bar.update(1)
+                bar.set_postfix(epoch=self.epoch + 1, loss=f"{terms['loss']:.4f}")
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.epoch += 1
+            n = len(self.training_set.rows)
+            self.log.append({"epoch": self.epoch, **{k: v / n for k, v in sums.items()}, "lr": lr,
+                             "seconds": time.perf_counter() - start})
+            self.save_checkpoint()
+        bar.close()
+        with atomic_path(self.run_dir / WEIGHTS) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.learner.state_dict().items()}, str(tmp),
+                      metadata={"prompt_learner": self.cfg["prompt_learner"], "medprompt_version": __version__})
+
+    def save_checkpoint(self) -> None:
+        """Resumable state and the epoch log, each replaced atomically."""
+        state = {
+            "epoch": self.epoch,
+            "learner": self.learner.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "log": self.log,
+        }
+        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+        with atomic_path(self.run_dir / LOG) as tmp:
+            pd.DataFrame(self.log).to_csv(tmp, index=False)
+
+    def load_checkpoint(self) -> None:
+        """Continue from the last completed epoch."""
+        path = self.run_dir / CHECKPOINT
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same message
+            raise MedpromptError(f"{path}: cannot resume from this checkpoint ({exc})") from None
+        self.learner.load_state_dict(state["learner"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.log = list(state["log"])
+
+
+def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any],
+               checkpoint: str | os.PathLike | None) -> dict[str, Any]:
+    """The resolved config a run records: what it trained on, with what, and how."""
+    return {
+        "medprompt_version": __version__,
+        "dataset": {
+            "path": str(dataset.root.resolve()),
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "target_label": int(train_cfg["label"] if train_cfg["label"] is not None else dataset.target_label),
+            "slice_shape": list(dataset.shape[1:]),
+            "preprocessing": dataset.attrs.get("config"),
+        },
+        "backbone": {
+            "id": backbone.backbone_id,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+            "checkpoint_sha256": backbone.checkpoint_sha256,
+        },
+        "train": train_cfg,
+    }
+
+
+def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
+          boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+          resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a run; returns the run directory."""
+    run_dir = Path(run_dir)
+    config = run_config(dataset, backbone, train_cfg, checkpoint)
+    if resume:
+        if not (run_dir / CONFIG).is_file():
+            raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")
+        recorded = read_yaml(run_dir / CONFIG)
+        for section in ("dataset", "train"):
+            if recorded.get(section) != config[section]:
+                raise MedpromptError(f"{run_dir / CONFIG}: the {section} settings differ from this command's; "
+                                     "resume with the same arguments, or train into a new --out")
+        training_set = TrainingSet(
+            np.array([dataset.index_of[s] for s in _recorded_ids(run_dir)]), _recorded_ids(run_dir), read_box_csv(run_dir / BOXES, dataset)
+        )
+    else:
+        if (run_dir / CONFIG).exists():
+            raise MedpromptError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+        training_set = select_training_set(dataset, train_cfg, boxes_csv)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_box_csv(training_set.boxes, run_dir / BOXES)
+        dump_config(config, run_dir / CONFIG)
+    trainer = Trainer(dataset, backbone, config, run_dir, training_set)
+    if resume and (run_dir / CHECKPOINT).exists():
+        trainer.load_checkpoint()
+    trainer.fit(progress=progress)
+    return run_dir
+
+
+def _recorded_ids(run_dir: Path) -> list[str]:
+    return list(dict.fromkeys(pd.read_csv(run_dir / BOXES, dtype={"slice_id": str}).slice_id))

@@ -1,0 +1,75 @@
+"""Shared fixtures: a small synthetic preprocessed dataset and a random tiny-backbone checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from medprompt.dataset import write_dataset
+from medprompt.tiny_sam import build_tiny_backbone
+
+SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def synthetic_slices(n_cases: int, per_case: int, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Ellipse phantoms: label 1 (the target, absent from each case's last slice) inside a label-2 ring."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n_cases * per_case, size, size), dtype=np.uint8)
+    masks = np.zeros_like(images)
+    rows = []
+    splits = ["train"] * max(1, n_cases - 2) + ["val", "test"]
+    for c in range(n_cases):
+        for k in range(per_case):
+            i = c * per_case + k
+            centre = (int(rng.integers(size // 3, 2 * size // 3)), int(rng.integers(size // 3, 2 * size // 3)))
+            axes = (int(rng.integers(size // 8, size // 5)), int(rng.integers(size // 8, size // 5)))
+            cv2.ellipse(masks[i], centre, (axes[0] + 3, axes[1] + 3), 0, 0, 360, 2, -1)
+            if k < per_case - 1:
+                cv2.ellipse(masks[i], centre, axes, 0, 0, 360, 1, -1)
+            image = 40.0 + 150.0 * (masks[i] == 1) + 80.0 * (masks[i] == 2) + rng.normal(0, 10, (size, size))
+            images[i] = np.clip(image, 0, 255).astype(np.uint8)
+            rows.append({"slice_id": f"case{c:02d}_s{k:02d}", "dataset": "synthetic", "case": f"case{c:02d}",
+                         "split": splits[c % len(splits)], "frame": "ED", "slice_index": k,
+                         "has_target": bool((masks[i] == 1).any()), "target_area": int((masks[i] == 1).sum())})
+    return pd.DataFrame(rows), images, masks
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory) -> Path:
+    """A preprocessed dataset of 5 cases x 4 slices of 64x64 (read-only: copy it before writing into it)."""
+    root = tmp_path_factory.mktemp("synthetic") / "dataset"
+    manifest, images, masks = synthetic_slices(5, 4, 64, seed=0)
+    write_dataset(root, manifest, images, masks, {"target_label": 1, "dataset": "synthetic", "labels": {"1": "inner", "2": "ring"}})
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny SAM backbone saved as safetensors."""
+    path = tmp_path_factory.mktemp("weights") / "tiny_random.safetensors"
+    backbone = build_tiny_backbone(seed=0)
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture()
+def dataset_copy(synthetic_dataset, tmp_path) -> Path:
+    """A writable copy of the synthetic dataset."""
+    import shutil
+
+    target = tmp_path / "dataset"
+    shutil.copytree(synthetic_dataset, target)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
