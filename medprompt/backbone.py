@@ -63,13 +63,17 @@ class Backbone(nn.Module):
         return 4 * self.embedding_size[0]
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """Grey slices [B,H,W] -> [B,3,S,S]: resized (bicubic), min-max scaled to [0,1] per image, as MedSAM."""
+        """Grey slices [B,H,W] -> [B,3,S,S]: min-max scaled to [0,1] per image, resized (bicubic), as MedSAM.
+
+        Scaling comes first so that a constant slice stays exactly 0 instead of
+        turning the resize's rounding noise into full-range contrast.
+        """
         x = images.to(self.device, torch.float32).unsqueeze(1)
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bicubic", align_corners=False, antialias=True)
         lo = x.amin(dim=(2, 3), keepdim=True)
         hi = x.amax(dim=(2, 3), keepdim=True)
         x = (x - lo) / (hi - lo).clamp_min(1e-8)
-        return x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bicubic", align_corners=False, antialias=True)
+        return x.clamp(0.0, 1.0).expand(-1, 3, -1, -1)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -39,7 +37,7 @@ def read_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
         return _read_safetensors(path, device)
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a corrupt file can fail anywhere inside the unpickler
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MedpromptError(
             f"{path}: not a readable PyTorch checkpoint (truncated, corrupted or not saved by torch.save): {reason}"

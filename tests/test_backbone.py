@@ -1,0 +1,96 @@
+"""Backbone interface: batch-aware decoding, preprocessing, checkpoint loading and its errors."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from medprompt.backbone import load_backbone
+from medprompt.checkpoint import sha256_file
+from medprompt.errors import MedpromptError
+from medprompt.tiny_sam import build_tiny_backbone
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return build_tiny_backbone(seed=0)
+
+
+def test_batch_decode_equals_official_decoder_per_image(backbone):
+    torch.manual_seed(1)
+    embeddings = torch.randn(3, 256, 64, 64)
+    boxes = torch.tensor([[10.0, 12, 40, 50], [0, 0, 63, 63], [30, 5, 35, 60]])
+    sparse, dense = backbone.embed_boxes(boxes, (64, 64))
+    with torch.no_grad():
+        batched = backbone.decode(embeddings, sparse, dense)
+        for i in range(3):
+            single, _ = backbone.mask_decoder(embeddings[i : i + 1], backbone.image_pe, sparse[i : i + 1],
+                                              dense[i : i + 1], multimask_output=False)
+            assert torch.allclose(batched[i : i + 1], single, atol=1e-4)
+    assert batched.shape == (3, 1, 256, 256)
+
+
+def test_preprocess_is_medsam_style(backbone):
+    images = torch.stack([torch.full((40, 60), 7.0), torch.arange(40 * 60, dtype=torch.float32).reshape(40, 60)])
+    x = backbone.preprocess(images)
+    assert x.shape == (2, 3, 256, 256)
+    assert x[1].min() == 0 and x[1].max() == pytest.approx(1.0)
+    assert (x[0] == 0).all()  # a constant image does not divide by zero
+    assert torch.equal(x[:, 0], x[:, 2])
+
+
+def test_encode_shape(backbone):
+    assert backbone.encode(torch.rand(2, 100, 80)).shape == (2, 256, 64, 64)
+
+
+def test_segment_anything_import_does_not_need_torchvision():
+    code = "import sys, medprompt.backbone, medprompt.tiny_sam; print('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_checkpoint_round_trip_records_sha(tiny_checkpoint, backbone):
+    loaded = load_backbone("medprompt_tiny", tiny_checkpoint)
+    assert loaded.checkpoint_sha256 == sha256_file(tiny_checkpoint)
+    for (name, a), (_, b) in zip(backbone.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_model_wrapped_pth_is_accepted(tmp_path, backbone):
+    path = tmp_path / "wrapped.pth"
+    torch.save({"model": backbone.state_dict(), "epoch": 3}, path)
+    assert load_backbone("medprompt_tiny", path).checkpoint_sha256 == sha256_file(path)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "truncated", "not_a_state_dict", "garbage"])
+def test_bad_checkpoints_give_one_line_naming_the_file(tmp_path, backbone, case):
+    path = tmp_path / f"{case}.pth"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated":
+        torch.save(backbone.state_dict(), path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    elif case == "not_a_state_dict":
+        torch.save([1, 2, 3], path)
+    elif case == "garbage":
+        path.write_bytes(b"this is not a checkpoint" * 100)
+    with pytest.raises(MedpromptError) as info:
+        load_backbone("medprompt_tiny", path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path, backbone):
+    state = backbone.state_dict()
+    state = {("renamed." + k if k.startswith("image_encoder.stem") else k): v for k, v in state.items()}
+    path = tmp_path / "other.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(MedpromptError, match=r"keys missing \(e.g. image_encoder.stem.*unexpected \(e.g. renamed"):
+        load_backbone("medprompt_tiny", path)
+
+
+def test_vit_b_needs_a_checkpoint():
+    with pytest.raises(MedpromptError, match="needs --checkpoint"):
+        load_backbone("medsam_vit_b")

@@ -1,0 +1,112 @@
+"""The command line end to end on a synthetic dataset, and its answers to bad input."""
+
+import shutil
+
+import h5py
+import pandas as pd
+import pytest
+
+from medprompt.cli import main
+
+
+@pytest.fixture()
+def embedded(dataset_copy, tiny_checkpoint):
+    assert main(["embed", str(dataset_copy), "--backbone", "medprompt_tiny", "--checkpoint", str(tiny_checkpoint)]) == 0
+    return dataset_copy
+
+
+def backbone_args(tiny_checkpoint):
+    return ["--backbone", "medprompt_tiny", "--checkpoint", str(tiny_checkpoint)]
+
+
+def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "4", "--seed", "1", "--epochs", "2",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    assert (run / "prompt_module.safetensors").exists()
+    pred = tmp_path / "pred"
+    assert main(["predict", str(run), str(embedded), "--out", str(pred), "--split", "test"]) == 0
+    with h5py.File(pred / "predictions.h5", "r") as f:
+        assert f["mask"].shape == (4, 64, 64)
+        assert set(f["mask"][:].ravel()) <= {0, 1}
+    assert main(["evaluate", str(pred), str(embedded), "--out", str(tmp_path / "m.csv")]) == 0
+    table = pd.read_csv(tmp_path / "m.csv")
+    assert len(table) == 4 and {"slice_id", "dice", "iou", "hd95", "has_target"} <= set(table.columns)
+    assert table.dice.between(0, 1).all()
+    assert "slices with target: dice" in capsys.readouterr().out
+    assert (tmp_path / "m_summary.csv").exists()
+
+
+def test_box_prompted_upper_bound_output(embedded, tiny_checkpoint, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "2", "--epochs", "1",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    assert main(["predict", str(run), str(embedded), "--out", str(tmp_path / "ub"), "--box-prompt"]) == 0
+    with h5py.File(tmp_path / "ub" / "predictions.h5", "r") as f:
+        assert f["mask"].shape == (20, 64, 64) and f.attrs["box_prompt"] == 1
+
+
+def expect_error(capsys, argv, *fragments):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_dataset_without_manifest(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    expect_error(capsys, ["embed", str(tmp_path / "empty")], str(tmp_path / "empty"), "no manifest.csv")
+
+
+def test_manifest_row_whose_slice_is_missing(dataset_copy, capsys):
+    manifest = pd.read_csv(dataset_copy / "manifest.csv")
+    extra = manifest.iloc[[0]].assign(slice_id="ghost_s00")
+    pd.concat([manifest, extra]).to_csv(dataset_copy / "manifest.csv", index=False)
+    expect_error(capsys, ["embed", str(dataset_copy)], "slices.h5", "21 rows", "ghost_s00")
+
+
+def test_corrupted_checkpoint(dataset_copy, tmp_path, tiny_checkpoint, capsys):
+    bad = tmp_path / "medsam_vit_b.pth"
+    bad.write_bytes(tiny_checkpoint.read_bytes()[:1000])
+    expect_error(capsys, ["embed", str(dataset_copy), "--checkpoint", str(bad)], str(bad), "not a readable")
+    assert not (dataset_copy / "embeddings" / "medsam_vit_b.h5").exists()
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("slice_id,x_min,y_min,x_max,y_max\ncase00_s00,10,10,80,30\n", "outside the 64x64 image"),
+        ("slice_id,x_min,y_min,x_max,y_max\ncase00_s00,-1,10,20,30\n", "outside the 64x64 image"),
+        ("", "box file is empty"),
+        ("slice_id,x_min,y_min,x_max,y_max\n", "no boxes"),
+        ("slice_id,x_min,y_min,x_max,y_max\nnope,1,1,2,2\n", "not in"),
+    ],
+)
+def test_bad_box_files(embedded, tiny_checkpoint, tmp_path, capsys, content, fragment):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(content)
+    run = tmp_path / "run"
+    expect_error(capsys, ["train", str(embedded), "--out", str(run), "--boxes", str(boxes), "--epochs", "1",
+                          *backbone_args(tiny_checkpoint)], str(boxes), fragment)
+    assert not (run / "config.yaml").exists()
+
+
+def test_train_without_embeddings_says_what_to_run(dataset_copy, tiny_checkpoint, tmp_path, capsys):
+    shutil.rmtree(dataset_copy / "embeddings", ignore_errors=True)
+    expect_error(capsys, ["train", str(dataset_copy), "--out", str(tmp_path / "r"), *backbone_args(tiny_checkpoint)],
+                 "medprompt embed")
+
+
+def test_predict_needs_a_finished_run(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    expect_error(capsys, ["predict", str(tmp_path / "run"), str(tmp_path), "--out", str(tmp_path / "o")],
+                 "not a run directory")
+
+
+def test_help_of_every_verb(capsys):
+    for verb in ("preprocess", "embed", "train", "predict", "reconstruct", "evaluate", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([verb, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: medprompt " + verb in capsys.readouterr().out

@@ -1,0 +1,103 @@
+"""Training from boxes: few-shot subsets, learning, checkpoints and exact resumption."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file
+
+from medprompt.backbone import load_backbone
+from medprompt.config import load_config
+from medprompt.dataset import PreprocessedDataset
+from medprompt.embedding_cache import build_cache
+from medprompt.errors import MedpromptError
+from medprompt.training import Trainer, select_training_set, train
+
+
+@pytest.fixture()
+def setup(dataset_copy, tiny_checkpoint):
+    dataset = PreprocessedDataset(dataset_copy)
+    backbone = load_backbone("medprompt_tiny", tiny_checkpoint)
+    build_cache(dataset, backbone, progress=False)
+    return dataset, backbone
+
+
+def config(**overrides):
+    return load_config("train", overrides=[f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_paper_recipe_is_the_default():
+    cfg = load_config("train")
+    assert (cfg["lr"], cfg["weight_decay"], cfg["batch_size"], cfg["epochs"], cfg["lr_step_at"], cfg["lr_gamma"]) == (
+        1e-3, 1e-4, 4, 100, 0.5, 0.1)
+    assert cfg["loss"] == {"band_width": 5, "t": 5.0, "size_bounds": [0.5, 0.9], "w_outside": 1.0,
+                           "w_tightness": 1e-4, "w_size": 1e-2}
+
+
+def test_few_shot_subset_is_seeded_and_only_train_slices_with_target(setup):
+    dataset, _ = setup
+    a = select_training_set(dataset, config(shots=3, seed=0))
+    b = select_training_set(dataset, config(shots=3, seed=0))
+    c = select_training_set(dataset, config(shots=3, seed=5))
+    assert a.slice_ids == b.slice_ids and len(a.slice_ids) == 3
+    assert a.slice_ids != c.slice_ids
+    rows = dataset.manifest.set_index("slice_id").loc[a.slice_ids]
+    assert (rows.split == "train").all() and rows.has_target.all()
+    with pytest.raises(MedpromptError, match="--shots 50: only 9 training slices"):
+        select_training_set(dataset, config(shots=50))
+
+
+def test_training_learns_and_writes_the_run(setup, tmp_path):
+    dataset, backbone = setup
+    run = train(dataset, backbone, config(epochs=4, shots=4), tmp_path / "run", progress=False)
+    log = pd.read_csv(run / "train_log.csv")
+    assert list(log.epoch) == [1, 2, 3, 4]
+    assert log.loss.iloc[-1] < log.loss.iloc[0]
+    assert list(log.lr) == [1e-3] * 2 + [1e-4] * 2  # lr x0.1 after half the epochs
+    boxes = pd.read_csv(run / "train_boxes.csv")
+    assert boxes.slice_id.nunique() == 4
+    assert len(load_file(str(run / "prompt_module.safetensors"))) == 8
+    with pytest.raises(MedpromptError, match="already holds a run"):
+        train(dataset, backbone, config(epochs=4, shots=4), run, progress=False)
+
+
+def test_resume_gives_the_same_weights(setup, tmp_path, monkeypatch):
+    dataset, backbone = setup
+    cfg = config(epochs=4, shots=5, seed=2)
+    straight = train(dataset, backbone, cfg, tmp_path / "straight", progress=False)
+
+    original = Trainer.step
+    calls = {"n": 0}
+
+    def interrupt(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 6:  # during epoch 3 (2 steps per epoch)
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, backbone, cfg, tmp_path / "resumed", progress=False)
+    assert not (tmp_path / "resumed" / "prompt_module.safetensors").exists()
+    assert len(pd.read_csv(tmp_path / "resumed" / "train_log.csv")) == 2
+    monkeypatch.setattr(Trainer, "step", original)
+    train(dataset, backbone, cfg, tmp_path / "resumed", resume=True, progress=False)
+
+    a = load_file(str(straight / "prompt_module.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "prompt_module.safetensors"))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_resume_refuses_other_settings(setup, tmp_path):
+    dataset, backbone = setup
+    train(dataset, backbone, config(epochs=1, shots=2), tmp_path / "run", progress=False)
+    with pytest.raises(MedpromptError, match="train settings differ"):
+        train(dataset, backbone, config(epochs=1, shots=3), tmp_path / "run", resume=True, progress=False)
+
+
+def test_user_boxes_define_the_training_set(setup, tmp_path):
+    dataset, backbone = setup
+    csv = tmp_path / "boxes.csv"
+    csv.write_text("slice_id,x_min,y_min,x_max,y_max\ncase03_s00,10,10,30,30\ncase03_s00,40,40,50,50\ncase04_s01,5,6,20,21\n")
+    chosen = select_training_set(dataset, config(), csv)
+    assert chosen.slice_ids == ["case03_s00", "case04_s01"]
+    assert chosen.boxes["case03_s00"].tolist() == [[10, 10, 30, 30], [40, 40, 50, 50]]
