@@ -134,7 +134,11 @@ class EmbeddingCache:
     def __init__(self, dataset: PreprocessedDataset, backbone_id: str, checkpoint_sha256: str):
         self.path = cache_path(dataset.root, backbone_id)
         if not self.path.exists():
-            hint = " (an interrupted embed left a .partial file; rerun it)" if partial_path(self.path).exists() else ""
+            if partial_path(self.path).exists():
+                hint = " (an interrupted embed left a .partial file; rerun it)"
+            else:
+                others = sorted(p.stem for p in self.path.parent.glob("*.h5"))
+                hint = f" (caches here: {', '.join(others)}; use the --backbone/--checkpoint they were made with)" if others else ""
             raise MedpromptError(f"{self.path}: no embedding cache{hint}; run `medprompt embed {dataset.root}` first")
         with _open(self.path, "r") as f:
             check_provenance(

@@ -43,6 +43,8 @@ from medprompt.errors import MedpromptError
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".mhd", ".mha", ".nrrd")
 PNG_SUFFIXES = (".png",)
+MET_TYPE_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
+                  "MET_FLOAT": 4, "MET_DOUBLE": 8}
 META_COLUMNS = ("source_format", "volume_shape", "spacing", "origin", "direction", "nifti_header")
 
 
@@ -175,7 +177,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeMeta]:
     except MedpromptError:
         raise
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
-        raise MedpromptError(f"{path}: unreadable or truncated NIfTI ({exc})") from None
+        reason = " ".join(str(exc).split())
+        raise MedpromptError(f"{path}: unreadable or truncated NIfTI ({reason})") from None
     if isinstance(image, nib.Nifti2Image):
         raise MedpromptError(f"{path}: NIfTI-2 files are not supported; convert to NIfTI-1")
     while data.ndim > 3 and data.shape[-1] == 1:
@@ -190,11 +193,12 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeMeta]:
 
 
 def _read_itk(path: Path, fmt: str) -> tuple[np.ndarray, VolumeMeta]:
+    if fmt == ".mhd":
+        _check_mhd_data(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "read failed"
-        raise MedpromptError(f"{path}: unreadable or truncated image ({reason})") from None
+        raise MedpromptError(f"{path}: unreadable or truncated image ({_itk_reason(exc)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise MedpromptError(f"{path}: expected a single-channel image, got {image.GetNumberOfComponentsPerPixel()} channels")
     if image.GetDimension() not in (2, 3):
@@ -202,6 +206,39 @@ def _read_itk(path: Path, fmt: str) -> tuple[np.ndarray, VolumeMeta]:
     array = sitk.GetArrayFromImage(image)
     meta = VolumeMeta(fmt, tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()))
     return (array if array.ndim == 3 else array[None]), meta
+
+
+def _check_mhd_data(path: Path) -> None:
+    """Check a MetaImage header's data file exists and is as long as the header says (ITK would print to stderr)."""
+    header = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            header[key.strip()] = value.strip()
+    data_file = header.get("ElementDataFile", "")
+    if not data_file or data_file == "LOCAL" or data_file.startswith("LIST") or "%" in data_file:
+        return
+    data_path = path.parent / data_file
+    if not data_path.is_file():
+        raise MedpromptError(f"{path}: its data file {data_file} is missing")
+    item = MET_TYPE_BYTES.get(header.get("ElementType", ""))
+    if item is None or header.get("CompressedData", "False").lower() == "true":
+        return
+    try:
+        count = math.prod(int(v) for v in header.get("DimSize", "").split()) * int(header.get("ElementNumberOfChannels", "1"))
+    except ValueError:
+        raise MedpromptError(f"{path}: DimSize {header.get('DimSize')!r} is not a list of integers") from None
+    if data_path.stat().st_size < count * item:
+        raise MedpromptError(
+            f"{path}: truncated data file {data_file} ({data_path.stat().st_size} bytes, the header needs {count * item})"
+        )
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    """The informative line of a SimpleITK exception."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line.split("): ", 1)[-1] for line in lines if "ERROR" in line]
+    return (errors[-1] if errors else lines[-1] if lines else "read failed").replace("sitk::ERROR: ", "")
 
 
 def _read_png(path: Path) -> tuple[np.ndarray, VolumeMeta]:
