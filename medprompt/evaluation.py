@@ -15,7 +15,7 @@ from medprompt.errors import MedpromptError
 from medprompt.metrics import slice_scores, summary_line
 from medprompt.predict_io import PREDICTIONS
 
-SPACING_COLUMNS = ("pixel_spacing_y", "pixel_spacing_x")
+SPACING_COLUMNS = ("res_spacing_y", "res_spacing_x")  # pixel spacing of the preprocessed slice (mm)
 
 
 def summary_path(out: Path) -> Path:
@@ -38,6 +38,8 @@ def evaluate_slices(pred_dir: Path, dataset_dir: Path) -> pd.DataFrame:
     spacing = None
     if all(c in manifest.columns for c in SPACING_COLUMNS):
         spacing = manifest[list(SPACING_COLUMNS)].to_numpy(dtype=float)
+        if not np.isfinite(spacing).all():
+            spacing = None
     scores = slice_scores(pred == label, gt, spacing)
     keep = [c for c in ("slice_id", "case", "split", "frame", "slice_index") if c in manifest.columns]
     table = pd.concat([manifest[keep].reset_index(drop=True), scores], axis=1)
