@@ -124,7 +124,7 @@ class PreprocessedDataset:
 
     def _read_manifest(self) -> pd.DataFrame:
         try:
-            manifest = pd.read_csv(self.manifest_path, dtype={"slice_id": str, "case": str, "frame": str})
+            manifest = pd.read_csv(self.manifest_path, dtype={"slice_id": str, "case": str, "frame": str, "patient": str})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise MedpromptError(f"{self.manifest_path}: not a readable CSV ({exc})") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]

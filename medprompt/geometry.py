@@ -105,10 +105,11 @@ class SliceGeometry:
     @property
     def resampled(self) -> bool:
         """Whether the slice is resampled (otherwise only cropped/padded)."""
-        return (self.res_height, self.res_width) != (self.src_height, self.src_width) or (
-            self.res_spacing_y,
-            self.res_spacing_x,
-        ) != (self.src_spacing_y, self.src_spacing_x)
+        same_spacing = all(
+            a == b or (math.isnan(a) and math.isnan(b))
+            for a, b in ((self.res_spacing_y, self.src_spacing_y), (self.res_spacing_x, self.src_spacing_x))
+        )
+        return (self.res_height, self.res_width) != (self.src_height, self.src_width) or not same_spacing
 
     @property
     def scale(self) -> tuple[float, float]:

@@ -62,7 +62,7 @@ class VolumeMeta:
     @property
     def n_slices(self) -> int:
         """Number of 2D slices (1 for a 2D file)."""
-        return int(self.shape[2]) if self.format in (".nii.gz",) + ITK_SUFFIXES and len(self.shape) == 3 else 1
+        return int(self.shape[2]) if self.format != ".png" and len(self.shape) == 3 else 1
 
     @property
     def slice_shape(self) -> tuple[int, int]:

@@ -23,7 +23,6 @@ import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from tqdm import tqdm
 
-from medprompt.atomic import atomic_path
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.ground_truth import image_files, index_ground_truth, read_label_map, recognise_dataset
@@ -113,12 +112,11 @@ def evaluate_volumes(
             f"{pred_dir}: no predicted file matches a ground-truth case in {gt_dir} "
             f"(predictions e.g. {sorted(predictions)[:3]}, ground truth e.g. {sorted(truths)[:3]})"
         )
-    pairs = {case: (read_label_map(predictions[case]), read_label_map(truths[case])) for case in matched}
-    structures = _structures(labels, matched, pairs)
+    structures = _structures(labels, matched, predictions, truths)
     hc_table = _hc_table(hc_csv, Path(gt_dir))
     case_rows, slice_rows = [], []
     for case in tqdm(matched, desc="evaluate", unit="case"):
-        (pred, _), (gt, meta) = pairs[case]
+        (pred, _), (gt, meta) = read_label_map(predictions[case]), read_label_map(truths[case])
         if pred.shape != gt.shape:
             raise MedpromptError(f"{predictions[case]}: shape {pred.shape} differs from ground truth {truths[case]} {gt.shape}")
         spacing, units = _spacing(meta, case, hc_table)
@@ -142,8 +140,8 @@ def format_volume_summary(df: pd.DataFrame, slices: pd.DataFrame | None = None) 
     for name, group in df.groupby("structure", sort=False):
         units = "mm" if (group["units"] == "mm").all() else "px"
         line = (
-            f"{name}: {len(group)} cases, Dice {_mean_std(group.dice)}, HD95 {_mean_std(group.hd95_mm)} {units}, "
-            f"ASSD {_mean_std(group.assd_mm)} {units}"
+            f"{name}: {len(group)} cases, Dice {_mean_std(group.dice)} (min {group.dice.min():.4f}), "
+            f"HD95 {_mean_std(group.hd95_mm)} {units}, ASSD {_mean_std(group.assd_mm)} {units}"
         )
         if slices is not None and len(slices):
             on_target = slices[(slices.structure == name) & slices.has_target]
@@ -157,24 +155,6 @@ def format_volume_summary(df: pd.DataFrame, slices: pd.DataFrame | None = None) 
     return "\n".join(lines)
 
 
-def run_evaluate(
-    pred_dir: str | os.PathLike,
-    gt_dir: str | os.PathLike,
-    out_csv: str | os.PathLike,
-    labels: Mapping[int, str] | None = None,
-    hc_csv: str | os.PathLike | None = None,
-) -> str:
-    """Everything `medprompt evaluate PRED_DIR GT_DIR --out metrics.csv` does: writes the case table and
-    `<out>_slices.csv`, returns the printable summary."""
-    cases, slices = evaluate_volumes(pred_dir, gt_dir, labels, hc_csv)
-    out_csv = Path(out_csv)
-    slices_csv = out_csv.with_name(f"{out_csv.stem}_slices.csv")
-    for table, path in ((cases, out_csv), (slices, slices_csv)):
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
-    return f"{format_volume_summary(cases, slices)}\nwrote {out_csv} and {slices_csv}"
-
-
 def _mean_std(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -182,13 +162,17 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.4f} +- {values.std(ddof=0):.4f}"
 
 
-def _structures(labels, matched, pairs) -> dict[int, str]:
-    """The structures to score: given, or every label value predicted, named by the recognised dataset."""
+def _structures(
+    labels: Mapping[int, str] | None, matched: list[str], predictions: dict[str, Path], truths: dict[str, Path]
+) -> dict[int, str]:
+    """The structures to score: given, or every label value predicted (else present in the truth), named by dataset."""
     if labels is not None:
         return {int(k): str(v) for k, v in labels.items()}
-    predicted = sorted(set().union(*(np.unique(pred).tolist() for (pred, _), _ in pairs.values())) - {0})
-    if not predicted:
-        predicted = sorted(set().union(*(np.unique(gt).tolist() for _, (gt, _) in pairs.values())) - {0})
+
+    def values(paths: list[Path]) -> list[int]:
+        return sorted(set().union(*(np.unique(read_label_map(p)[0]).tolist() for p in paths)) - {0})
+
+    predicted = values([predictions[c] for c in matched]) or values([truths[c] for c in matched])
     dataset = recognise_dataset(matched)
     names = {int(k): str(v) for k, v in load_config(dataset)["labels"].items()} if dataset else {}
     return {v: names.get(v, f"label_{v}") for v in predicted}

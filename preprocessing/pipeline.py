@@ -1,0 +1,192 @@
+"""Preprocess a raw dataset (ACDC, CAMUS, HC18) into `slices.h5` + `manifest.csv`, or one unseen file for `predict`.
+
+Manifest columns: the contract's `slice_id, dataset, case, split, frame,
+slice_index, has_target`, plus `patient` (the split unit), `has_label` (a
+ground-truth label map exists for the slice), `target_area` (target pixels in
+the preprocessed slice), `source_image`, `source_label`, the slice geometry
+(`medprompt.geometry.COLUMNS`) and the source file's geometry
+(`medprompt.volume_io.META_COLUMNS`), which together let
+`medprompt.reconstruct` write any per-slice array back in the source grid.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from medprompt.dataset import SPLITS, write_dataset
+from medprompt.errors import MedpromptError
+from medprompt.geometry import COLUMNS as GEOMETRY_COLUMNS
+from medprompt.volume_io import META_COLUMNS
+from preprocessing import acdc, camus, hc18
+from preprocessing.cases import CaseSlices, RawCase, label_names, preprocess_case, target_label
+from preprocessing.splits import assign_splits
+
+PIPELINES: dict[str, ModuleType] = {"acdc": acdc, "camus": camus, "hc18": hc18}
+MANIFEST_COLUMNS = (
+    "slice_id",
+    "dataset",
+    "case",
+    "patient",
+    "split",
+    "frame",
+    "slice_index",
+    "has_target",
+    "has_label",
+    "target_area",
+    "source_image",
+    "source_label",
+    *GEOMETRY_COLUMNS,
+    *META_COLUMNS,
+)
+
+
+def pipeline_for(dataset: str) -> ModuleType:
+    """The module that reads a dataset's raw layout."""
+    if dataset not in PIPELINES:
+        raise MedpromptError(f"unknown dataset {dataset!r}; choose one of {sorted(PIPELINES)}")
+    return PIPELINES[dataset]
+
+
+def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, config: dict) -> dict:
+    """Preprocess the raw dataset at `raw_dir` into `out_dir` with a resolved config; return a summary dict.
+
+    Cases that cannot be read are skipped and listed in the summary; the
+    dataset is written only when complete.
+    """
+    module = pipeline_for(dataset)
+    if config.get("dataset") != dataset:
+        raise MedpromptError(f"config is for dataset {config.get('dataset')!r}, not {dataset!r}")
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise MedpromptError(f"{raw_dir}: raw dataset folder not found")
+    started = time.perf_counter()
+    cases, skipped = module.find_cases(raw_dir, config)
+    if not cases:
+        reason = f"; e.g. {skipped[0]}" if skipped else ""
+        raise MedpromptError(f"{raw_dir}: no {dataset} cases found{reason}")
+    processed: list[tuple[RawCase, CaseSlices]] = []
+    for raw in tqdm(cases, desc=f"preprocess {dataset}", unit="case"):
+        try:
+            processed.append((raw, preprocess_case(module.load_case(raw, config), config, split="")))
+        except MedpromptError as exc:
+            skipped.append(str(exc))
+    if not processed:
+        raise MedpromptError(f"{raw_dir}: none of the {len(cases)} {dataset} cases could be read; first: {skipped[0]}")
+    manifest, images, masks = _assemble(processed, config)
+    attrs = {
+        "dataset": dataset,
+        "target_label": target_label(config),
+        "labels": label_names(config),
+        "config": config,
+    }
+    write_dataset(out_dir, manifest, images, masks, attrs)
+    seconds = time.perf_counter() - started
+    return _summary(config, raw_dir, Path(out_dir), manifest, processed, skipped, seconds)
+
+
+def preprocess_input(path: str | os.PathLike, config: dict) -> tuple[pd.DataFrame, np.ndarray]:
+    """Preprocess one raw image file without labels exactly as the dataset pipeline would.
+
+    Returns manifest rows (split 'test', has_target False) and uint8 images
+    [n, S, S], ready for `predict` and then `medprompt.reconstruct.reconstruct`.
+    """
+    module = pipeline_for(str(config.get("dataset")))
+    raw = module.input_case(Path(path))
+    loaded = module.load_case(raw, config)
+    slices = preprocess_case(loaded, config, "test")
+    return pd.DataFrame(slices.rows, columns=list(MANIFEST_COLUMNS)), slices.images
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A short human-readable report of a `preprocess` summary."""
+    lines = [
+        f"{summary['dataset']}: {summary['cases']} cases from {summary['patients']} patients in {summary['raw_dir']}"
+        f" -> {summary['out_dir']} ({summary['seconds']:.1f} s, {summary['seconds_per_case']:.2f} s per case)",
+        f"target: {summary['target']} (label {summary['target_label']})",
+    ]
+    for split in SPLITS:
+        if summary["slices"].get(split):
+            lines.append(
+                f"  {split:5s}: {summary['cases_per_split'][split]} cases, {summary['slices'][split]} slices, "
+                f"{summary['slices_with_target'][split]} with the target"
+            )
+    if summary["unlabelled_cases"]:
+        lines.append(f"  {summary['unlabelled_cases']} cases have no label file (kept, has_label False)")
+    if summary["cases_without_spacing"]:
+        lines.append(f"  {summary['cases_without_spacing']} cases have no pixel spacing (distances will be in pixels)")
+    if summary["target_cropped"]:
+        worst = max(summary["target_cropped"].items(), key=lambda kv: kv[1])
+        lines.append(
+            f"  warning: the centre crop cuts target pixels in {len(summary['target_cropped'])} cases "
+            f"(worst {worst[0]}: {worst[1]} source pixels); consider geometry.size or geometry.target_spacing"
+        )
+    if summary.get("unannotated_images"):
+        lines.append(
+            f"  {summary['unannotated_images']} images without annotation (e.g. the test set) are not included; "
+            "predict them with `medprompt predict`"
+        )
+    if summary["skipped"]:
+        lines.append(f"  skipped {len(summary['skipped'])}:")
+        lines.extend(f"    {reason}" for reason in summary["skipped"])
+    return "\n".join(lines)
+
+
+def _assemble(
+    processed: list[tuple[RawCase, CaseSlices]], config: Mapping[str, Any]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """Assign splits by patient and stack all cases into one manifest and image/mask arrays."""
+    sizes, seed = config["splits"]["sizes"], int(config["splits"]["seed"])
+    free = [raw.patient for raw, _ in processed if raw.split is None]
+    assignment = assign_splits(free, sizes, seed) if free else {}
+    rows = []
+    for raw, slices in processed:
+        split = raw.split or assignment[raw.patient]
+        rows.extend({**row, "split": split} for row in slices.rows)
+    manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    images = np.concatenate([s.images for _, s in processed])
+    masks = None
+    if any(s.masks is not None for _, s in processed):
+        masks = np.concatenate([s.masks if s.masks is not None else np.zeros_like(s.images) for _, s in processed])
+    return manifest, images, masks
+
+
+def _summary(
+    config: Mapping[str, Any],
+    raw_dir: Path,
+    out_dir: Path,
+    manifest: pd.DataFrame,
+    processed: list[tuple[RawCase, CaseSlices]],
+    skipped: list[str],
+    seconds: float,
+) -> dict[str, Any]:
+    """The counts `format_summary` reports."""
+    cases = manifest.drop_duplicates("case")
+    summary = {
+        "dataset": config["dataset"],
+        "target": config["target"],
+        "target_label": target_label(config),
+        "raw_dir": str(raw_dir),
+        "out_dir": str(out_dir),
+        "cases": len(cases),
+        "patients": int(manifest.patient.nunique()),
+        "cases_per_split": {s: int((cases.split == s).sum()) for s in SPLITS},
+        "slices": {s: int((manifest.split == s).sum()) for s in SPLITS},
+        "slices_with_target": {s: int((manifest.has_target & (manifest.split == s)).sum()) for s in SPLITS},
+        "unlabelled_cases": int((~cases.has_label).sum()),
+        "cases_without_spacing": int(cases.src_spacing_y.isna().sum()),
+        "target_cropped": {raw.case: s.target_pixels_cropped for raw, s in processed if s.target_pixels_cropped},
+        "skipped": list(skipped),
+        "seconds": seconds,
+        "seconds_per_case": seconds / max(1, len(cases)),
+    }
+    if config["dataset"] == "hc18":
+        summary["unannotated_images"] = len(hc18.unannotated_images(raw_dir))
+    return summary
