@@ -38,22 +38,44 @@ def boxes_from_dataset(dataset: PreprocessedDataset, rows: np.ndarray, label: in
     return {sid: boxes_from_mask(m == label, min_area) for sid, m in zip(ids, masks)}
 
 
-def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes:
-    """Boxes from a CSV `slice_id,x_min,y_min,x_max,y_max` in preprocessed slice pixels, validated."""
+def read_table(path: str | os.PathLike, required: tuple[str, ...], what: str = "box file",
+               allow_empty: bool = False) -> pd.DataFrame:
+    """A CSV with the `required` columns (and at least one row unless allowed), or a one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise MedpromptError(f"{path}: box file not found")
+        raise MedpromptError(f"{path}: {what} not found")
     try:
-        table = pd.read_csv(path, dtype={"slice_id": str})
+        table = pd.read_csv(path, dtype={"slice_id": str, "case": str})
     except pd.errors.EmptyDataError:
-        raise MedpromptError(f"{path}: box file is empty") from None
+        raise MedpromptError(f"{path}: {what} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise MedpromptError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in ("slice_id", *BOX_COLUMNS) if c not in table.columns]
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
     if missing:
-        raise MedpromptError(f"{path}: missing columns {missing}; expected slice_id,{','.join(BOX_COLUMNS)}")
-    if table.empty:
-        raise MedpromptError(f"{path}: box file has a header but no boxes")
+        raise MedpromptError(f"{path}: missing columns {missing}; expected {','.join(required)}")
+    if table.empty and not allow_empty:
+        raise MedpromptError(f"{path}: {what} has a header but no boxes")
+    return table
+
+
+def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes:
+    """Boxes in preprocessed slice pixels, validated, from either CSV layout.
+
+    `slice_id,x_min,y_min,x_max,y_max` is in preprocessed slice pixels;
+    `case,slice_index,x_min,y_min,x_max,y_max[,label]` is in source image pixels
+    and is mapped through the same geometry as the images.
+    """
+    path = Path(path)
+    table = read_table(path, BOX_COLUMNS)
+    if "slice_id" not in table.columns:
+        if not {"case", "slice_index"} <= set(table.columns):
+            raise MedpromptError(
+                f"{path}: needs slice_id (preprocessed pixels) or case and slice_index (source pixels) columns"
+            )
+        from medprompt.source_boxes import map_source_boxes
+
+        table = map_source_boxes(path, dataset.manifest)
     unknown = sorted(set(table.slice_id) - set(dataset.index_of))
     if unknown:
         raise MedpromptError(f"{path}: {len(unknown)} slice_id not in {dataset.manifest_path} (e.g. {unknown[0]!r})")

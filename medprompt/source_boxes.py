@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from medprompt.boxes import BOX_COLUMNS, read_table
 from medprompt.errors import MedpromptError
 from medprompt.geometry import SliceGeometry, source_to_slice
 from medprompt.volume_io import strip_suffix
 
-BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 SOURCE_COLUMNS = ("case", "slice_index", *BOX_COLUMNS)
 
 
@@ -56,18 +56,7 @@ def map_source_boxes(csv_path: str | os.PathLike, manifest: pd.DataFrame) -> pd.
 
 def _read(path: Path) -> pd.DataFrame:
     """The box CSV, with every required column present and numeric coordinates."""
-    if not path.is_file():
-        raise MedpromptError(f"{path}: box file not found")
-    try:
-        table = pd.read_csv(path, dtype={"case": str})
-    except pd.errors.EmptyDataError:
-        raise MedpromptError(f"{path}: box file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MedpromptError(f"{path}: not a readable CSV ({exc})") from None
-    table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in SOURCE_COLUMNS if c not in table.columns]
-    if missing:
-        raise MedpromptError(f"{path}: missing columns {missing}; expected {','.join(SOURCE_COLUMNS)}[,label]")
+    table = read_table(path, SOURCE_COLUMNS, allow_empty=True)
     numbers = table[["slice_index", *BOX_COLUMNS]].apply(pd.to_numeric, errors="coerce")
     bad = numbers.isna().any(axis=1).to_numpy()
     if bad.any():
