@@ -75,4 +75,4 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
     slices_out = out.with_name(out.stem + "_slices.csv")
     with atomic_path(slices_out) as tmp:
         slices.to_csv(tmp, index=False)
-    return f"{volumes.case.nunique()} cases scored -> {out} (per slice: {slices_out})\n" + format_volume_summary(volumes)
+    return f"{volumes.case.nunique()} cases scored -> {out} (per slice: {slices_out})\n" + format_volume_summary(volumes, slices)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -43,19 +44,19 @@ def has_source_geometry(manifest: pd.DataFrame) -> bool:
     return "source_image" in manifest.columns and manifest.source_image.notna().all()
 
 
-def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split: str, batch_size: int,
-                    box_prompt: bool) -> list[Path]:
-    """Predict the slices of a preprocessed dataset; reconstruct source-geometry volumes when possible."""
+def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
+                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
+    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
     dataset = PreprocessedDataset(dataset_dir)
-    rows = dataset.rows(None if split == "all" else split)
+    rows = dataset.rows() if splits is None else np.flatnonzero(dataset.manifest.split.isin(list(splits)).to_numpy())
     if len(rows) == 0:
-        raise MedpromptError(f"{dataset.manifest_path}: no slice in split {split!r}")
+        raise MedpromptError(f"{dataset.manifest_path}: no slice in split {list(splits or [])}")
     label = int(model.config["dataset"]["target_label"])
     if box_prompt:
         boxes = boxes_from_dataset(dataset, rows, label)
-        probs = box_prompted_dataset(model.backbone, dataset, rows, boxes, batch_size)
+        probs = box_prompted_dataset(model.backbone, dataset, rows, boxes, batch_size, progress)
     else:
-        probs = segment_dataset(model.backbone, model.learner, dataset, rows, batch_size)
+        probs = segment_dataset(model.backbone, model.learner, dataset, rows, batch_size, progress)
     masks = ((probs > 0.5) * label).astype(np.uint8)
     manifest = dataset.manifest.iloc[rows].reset_index(drop=True)
     attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt)}
@@ -97,7 +98,7 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     for path in map(Path, inputs):
         if path.is_dir():
             target = out / path.name if len(inputs) > 1 else out
-            written += predict_dataset(model, path, target, split, batch_size, box_prompt)
+            written += predict_dataset(model, path, target, None if split == "all" else [split], batch_size, box_prompt)
         else:
             if box_prompt:
                 raise MedpromptError(f"{path}: --box-prompt needs a preprocessed dataset folder with masks")

@@ -93,7 +93,8 @@ def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows:
             with autocast(backbone.device):
                 logits = backbone.prompt(embeddings[owner_t], torch.tensor(np.array(prompt_boxes)), size)
             probs = torch.sigmoid(upsample_logits(logits, size))[:, 0].float()
-            merged = torch.zeros((len(batch), *size), device=probs.device).index_reduce_(0, owner_t, probs, "amax")
+            index = owner_t.view(-1, 1, 1).expand_as(probs)
+            merged = torch.zeros((len(batch), *size), device=probs.device).scatter_reduce_(0, index, probs, "amax")
             out[[position[r] for r in batch]] = merged.cpu().numpy()
         bar.update(len(batch))
     bar.close()

@@ -1,0 +1,42 @@
+"""`medprompt demo` end to end on synthetic ACDC-like data, and the evaluation notebook on its run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from medprompt.demo import run_demo
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    table = run_demo(out, progress=False)
+    return out, table
+
+
+def test_ten_shot_box_only_reaches_the_bar(demo):
+    out, table = demo
+    assert len(table) >= 3  # held-out synthetic patients
+    assert table.dice.mean() >= 0.80
+    assert table.dice_box_prompted.mean() - table.dice.mean() <= 0.10
+    assert len(list((out / "run" / "predictions").glob("*.nii.gz"))) == len(table)
+    assert len(list((out / "run" / "overlays").glob("*.png"))) == len(table)
+
+
+def test_notebook_runs_top_to_bottom_on_the_demo_run(demo, monkeypatch):
+    out, _ = demo
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), "stored with outputs"
+    monkeypatch.setenv("MEDPROMPT_RUN", str(out / "run"))
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(out)}}).execute()
+    text = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "section skipped" not in text
+    images = sum("image/png" in o.get("data", {}) for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert images >= 3  # box plots, learning curves, overlays
