@@ -12,15 +12,10 @@ from medprompt import __version__
 from medprompt.errors import MedpromptError
 
 DESCRIPTION = """\
-Automatic segmentation with a frozen MedSAM, from tight bounding boxes only.
+Automatic segmentation with a frozen MedSAM, learned from tight bounding boxes only.
 
-  preprocess  raw ACDC / CAMUS / HC18 folder -> preprocessed dataset (manifest.csv + slices.h5)
-  embed       encode every slice once -> DATASET/embeddings/<backbone>.h5
-  train       learn the prompt module from boxes (derived from masks, or --boxes CSV)
-  predict     segment new images / volumes / datasets, no boxes or labels needed
-  reconstruct per-slice array -> volumes in the source geometry and format
-  evaluate    Dice / IoU / HD95 (per slice), and 3D Dice / HD95 / ASSD in mm (per case)
-  demo        the whole pipeline on synthetic data (or --data) in a few minutes on a CPU
+Typical order: preprocess -> embed -> train -> predict -> evaluate (demo runs them all).
+Run `medprompt VERB --help` for a verb's options.
 """
 
 
@@ -144,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs; the lr step stays at half (default: 100)")
     p.add_argument("--boxes", type=Path, default=None,
-                   help="CSV slice_id,x_min,y_min,x_max,y_max in preprocessed slice pixels (default: boxes of the masks)")
+                   help="boxes CSV: slice_id,x_min,y_min,x_max,y_max in preprocessed slice pixels, or "
+                        "case,slice_index,x_min,y_min,x_max,y_max[,label] drawn on the original images "
+                        "(default: tight boxes of the dataset's masks)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     _add_backbone(p)
     _add_device(p)
