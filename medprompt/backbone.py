@@ -231,6 +231,11 @@ def load_backbone(
         raise MedpromptError(f"unknown backbone {name!r}; available: {sorted(BACKBONES)}")
     spec = BACKBONES[name]
     path = Path(checkpoint) if checkpoint is not None else bundled_weights(name)
+    if path is None and spec.default_weights is not None:
+        raise MedpromptError(
+            f"the bundled weights {spec.default_weights} of backbone {name!r} are missing from this installation; "
+            "reinstall medprompt or rebuild them with `medprompt pretrain-backbone`"
+        )
     if path is None:
         raise MedpromptError(
             f"backbone {name!r} needs --checkpoint (e.g. medsam_vit_b.pth, the MedSAM ViT-B weights you downloaded)"
