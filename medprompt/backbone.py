@@ -142,12 +142,14 @@ def sam_prompt_encoder(input_size: int) -> PromptEncoder:
     )
 
 
-def sam_mask_decoder(depth: int = 2, mlp_dim: int = 2048, activation: type[nn.Module] = nn.GELU) -> MaskDecoder:
-    """SAM's mask decoder; ViT-B uses depth 2, mlp_dim 2048 and GELU in the upscaling."""
+def sam_mask_decoder(depth: int = 2, mlp_dim: int = 2048, activation: type[nn.Module] = nn.GELU,
+                     attention_downsample: int = 2) -> MaskDecoder:
+    """SAM's mask decoder; ViT-B uses depth 2, mlp_dim 2048, GELU and cross-attention downsampling 2."""
     return MaskDecoder(
         activation=activation,
         num_multimask_outputs=3,
-        transformer=TwoWayTransformer(depth=depth, embedding_dim=EMBED_DIM, mlp_dim=mlp_dim, num_heads=8),
+        transformer=TwoWayTransformer(depth=depth, embedding_dim=EMBED_DIM, mlp_dim=mlp_dim, num_heads=8,
+                                      attention_downsample_rate=attention_downsample),
         transformer_dim=EMBED_DIM,
         iou_head_depth=3,
         iou_head_hidden_dim=256,

@@ -1,0 +1,51 @@
+"""The bundled tiny backbone: shipped weights, box-prompted quality on unseen phantoms, the pretraining command."""
+
+import json
+
+import pytest
+import torch
+
+from medprompt.backbone import bundled_weights, load_backbone
+from medprompt.pretrain import box_prompt_dice, main_pretrain
+
+MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
+HELD_OUT_SEED = 7
+CASES = {"acdc": 1, "camus": 4, "hc18": 4}
+SCORED = {"acdc": ("RV", "LV"), "camus": ("LV", "LA"), "hc18": ("head",)}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    if bundled_weights("medprompt_tiny") is None:
+        pytest.fail("medprompt/weights/medprompt_tiny.safetensors is missing; run `medprompt pretrain-backbone`")
+    return load_backbone()
+
+
+def test_bundled_weights_are_small_and_load_as_fp32(tiny):
+    path = bundled_weights("medprompt_tiny")
+    assert path.stat().st_size <= MAX_WEIGHTS_BYTES
+    assert tiny.backbone_id == "medprompt_tiny"
+    assert all(p.dtype == torch.float32 for p in tiny.parameters())
+    assert tiny.encode(torch.zeros(2, 256, 256)).shape == (2, 256, 64, 64)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_box_prompted_dice_on_unseen_phantoms(tiny, kind):
+    scores = box_prompt_dice(tiny, kind, seed=HELD_OUT_SEED, cases=CASES[kind], min_area=100)
+    for structure in SCORED[kind]:
+        assert scores[structure] >= 0.90, (kind, scores)
+
+
+def test_pretrain_runs_and_writes_a_loadable_backbone(tmp_path):
+    overrides = [
+        "data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1",
+        "training.steps=2", "training.batch_size=2", "training.prompts_per_image=1", "training.warmup_steps=1",
+        "evaluation.cases=1",
+    ]
+    out = main_pretrain(tmp_path / "tiny.safetensors", None, overrides, progress=False)
+    backbone = load_backbone("medprompt_tiny", out)
+    assert backbone.encode(torch.zeros(1, 64, 64)).shape == (1, 256, 64, 64)
+    provenance = json.loads(out.with_suffix(".json").read_text())
+    assert provenance["config"]["training"]["steps"] == 2
+    assert set(provenance["box_prompted_dice_held_out"]) == {"acdc", "camus", "hc18"}
+    assert not list(tmp_path.glob("*.partial"))
