@@ -12,7 +12,7 @@ from medprompt.atomic import atomic_path
 
 TRUTH_BGR = (80, 220, 80)
 PREDICTION_BGR = (40, 40, 240)
-UPPER_BOUND_BGR = (240, 180, 40)
+UPPER_BOUND_BGR = (0, 160, 255)
 
 
 def overlay(image: np.ndarray, contours: list[tuple[np.ndarray, tuple[int, int, int]]], scale: int = 2) -> np.ndarray:
