@@ -16,18 +16,17 @@ import shutil
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from medprompt.backbone import load_backbone
 from medprompt.config import load_config
-from medprompt.dataset import MANIFEST, PreprocessedDataset
+from medprompt.dataset import PreprocessedDataset
 from medprompt.device import resolve_device
 from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
 from medprompt.overlays import PREDICTION_BGR, TRUTH_BGR, UPPER_BOUND_BGR, overlay, write_png
-from medprompt.predict_io import PREDICTIONS, predict_dataset
+from medprompt.predict_io import predict_dataset, read_predictions
 from medprompt.run_dir import load_trained
 from medprompt.training import train
 from medprompt.volume_metrics import evaluate_volumes
@@ -68,17 +67,10 @@ def score(pred_dir: Path, raw: Path, run_dir: Path, name: str) -> pd.DataFrame:
     return cases
 
 
-def read_predictions(pred_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
-    """The manifest rows and masks that `predict` wrote for a dataset."""
-    with h5py.File(pred_dir / PREDICTIONS, "r") as f:
-        masks = f["mask"][:]
-    return pd.read_csv(pred_dir / MANIFEST, dtype={"slice_id": str, "case": str}), masks
-
-
 def draw_overlays(dataset: PreprocessedDataset, run_dir: Path, label: int) -> list[Path]:
     """One picture per held-out case: its largest target slice with truth, prediction and upper-bound outlines."""
-    manifest, predicted = read_predictions(run_dir / "predictions")
-    _, bounded = read_predictions(run_dir / "upper_bound")
+    manifest, predicted, _ = read_predictions(run_dir / "predictions")
+    _, bounded, _ = read_predictions(run_dir / "upper_bound")
     out_dir = run_dir / "overlays"
     written = []
     for case, positions in manifest.groupby("case", sort=False).indices.items():
@@ -98,16 +90,21 @@ def results_table(ours: pd.DataFrame, bound: pd.DataFrame) -> pd.DataFrame:
     return ours[keep].merge(bound[keep], on=["case", "structure"], suffixes=("", "_box_prompted"))
 
 
+def mean_std(values: pd.Series, digits: int) -> str:
+    """`mean +- std` of a column (population std, NaN skipped)."""
+    return f"{values.mean():.{digits}f} +- {values.std(ddof=0):.{digits}f}"
+
+
 def format_results(table: pd.DataFrame, units: str) -> str:
     """The table a user reads at the end of the demo."""
     lines = [f"{'case':<24}{'Dice':>8}{'HD95 ' + units:>12}   |{'box-prompted Dice':>19}{'HD95 ' + units:>12}"]
     for row in table.itertuples():
         lines.append(f"{row.case:<24}{row.dice:>8.3f}{row.hd95_mm:>12.2f}   |{row.dice_box_prompted:>19.3f}"
                      f"{row.hd95_mm_box_prompted:>12.2f}")
-    def pm(column: str, digits: int) -> str:
-        return f"{table[column].mean():.{digits}f} +- {table[column].std(ddof=0):.{digits}f}"
-    lines.append(f"{'mean +- std':<16}{pm('dice', 3):>16}{pm('hd95_mm', 2):>16} | {pm('dice_box_prompted', 3):>16}"
-                 f"{pm('hd95_mm_box_prompted', 2):>16}")
+    pm = {c: mean_std(table[c], 2 if "hd95" in c else 3)
+          for c in ("dice", "hd95_mm", "dice_box_prompted", "hd95_mm_box_prompted")}
+    lines.append(f"{'mean +- std':<16}{pm['dice']:>16}{pm['hd95_mm']:>16} | {pm['dice_box_prompted']:>16}"
+                 f"{pm['hd95_mm_box_prompted']:>16}")
     return "\n".join(lines)
 
 

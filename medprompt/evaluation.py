@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
@@ -13,7 +12,7 @@ from medprompt.atomic import atomic_path
 from medprompt.dataset import MANIFEST, PreprocessedDataset
 from medprompt.errors import MedpromptError
 from medprompt.metrics import slice_scores, summary_line
-from medprompt.predict_io import PREDICTIONS
+from medprompt.predict_io import PREDICTIONS, read_predictions
 
 SPACING_COLUMNS = ("res_spacing_y", "res_spacing_x")  # pixel spacing of the preprocessed slice (mm)
 
@@ -25,10 +24,7 @@ def summary_path(out: Path) -> Path:
 
 def evaluate_slices(pred_dir: Path, dataset_dir: Path) -> pd.DataFrame:
     """One row per predicted slice: Dice, IoU, HD95 (mm when the manifest has pixel spacing, else pixels)."""
-    with h5py.File(pred_dir / PREDICTIONS, "r") as f:
-        pred = f["mask"][:]
-        label = int(f.attrs["target_label"])
-    manifest = pd.read_csv(pred_dir / MANIFEST, dtype={"slice_id": str, "case": str, "frame": str})
+    manifest, pred, label = read_predictions(pred_dir)
     dataset = PreprocessedDataset(dataset_dir)
     unknown = [s for s in manifest.slice_id if s not in dataset.index_of]
     if unknown:

@@ -39,6 +39,18 @@ def write_predictions(out_dir: Path, manifest: pd.DataFrame, masks: np.ndarray, 
     return out_dir / PREDICTIONS
 
 
+def read_predictions(pred_dir: Path) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The manifest rows, masks and target label that `write_predictions` wrote."""
+    path = Path(pred_dir) / PREDICTIONS
+    try:
+        with h5py.File(path, "r") as f:
+            masks, label = f["mask"][:], int(f.attrs["target_label"])
+    except (OSError, KeyError) as exc:
+        raise MedpromptError(f"{path}: not a predictions file written by `medprompt predict` ({exc})") from None
+    manifest = pd.read_csv(Path(pred_dir) / MANIFEST, dtype={"slice_id": str, "case": str, "frame": str})
+    return manifest, masks, label
+
+
 def has_source_geometry(manifest: pd.DataFrame) -> bool:
     """Whether the manifest records how to map slices back to source files."""
     return "source_image" in manifest.columns and manifest.source_image.notna().all()
