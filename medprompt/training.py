@@ -212,9 +212,8 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
             if recorded.get(section) != config[section]:
                 raise MedpromptError(f"{run_dir / CONFIG}: the {section} settings differ from this command's; "
                                      "resume with the same arguments, or train into a new --out")
-        training_set = TrainingSet(
-            np.array([dataset.index_of[s] for s in _recorded_ids(run_dir)]), _recorded_ids(run_dir), read_box_csv(run_dir / BOXES, dataset)
-        )
+        ids = _recorded_ids(run_dir)
+        training_set = TrainingSet(np.array([dataset.index_of[s] for s in ids]), ids, read_box_csv(run_dir / BOXES, dataset))
     else:
         if (run_dir / CONFIG).exists():
             raise MedpromptError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
