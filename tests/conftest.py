@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -14,8 +13,6 @@ from safetensors.torch import save_file
 
 from medprompt.dataset import write_dataset
 from medprompt.tiny_sam import build_tiny_backbone
-
-SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def synthetic_slices(n_cases: int, per_case: int, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

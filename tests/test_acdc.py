@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -18,14 +17,9 @@ from medprompt.reconstruct import reconstruct_dataset
 from preprocessing import acdc
 from preprocessing.phantoms import write_acdc
 from preprocessing.pipeline import format_summary, preprocess, preprocess_input
+from helpers import SHARED_DATA, dice
 
-SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 ACDC_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2 * np.logical_and(a, b).sum() / total
 
 
 def assert_round_trip(out_dir: Path, raw_dir: Path, manifest: pd.DataFrame, min_dice: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,7 @@ from medprompt.reconstruct import reconstruct_dataset
 from preprocessing import camus
 from preprocessing.phantoms import write_camus
 from preprocessing.pipeline import preprocess, preprocess_input
-
-SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2 * np.logical_and(a, b).sum() / total
+from helpers import SHARED_DATA, dice
 
 
 def assert_round_trip(rec_dir: Path, manifest, suffix: str, min_dice: float) -> float:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from medprompt.errors import MedpromptError
+from helpers import SHARED_DATA, dice
 from medprompt.geometry import (
     SliceGeometry,
     forward_image,
@@ -19,8 +18,6 @@ from medprompt.geometry import (
     pixels_cropped_away,
     source_to_slice,
 )
-
-SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def blobs(shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -32,10 +29,6 @@ def blobs(shape: tuple[int, int], seed: int) -> np.ndarray:
     cv2.ellipse(labels, (cx, cy), (shape[1] // 9, shape[0] // 8), 20, 0, 360, 3, -1)
     cv2.ellipse(labels, (cx - shape[1] // 5, cy), (shape[1] // 12, shape[0] // 7), 0, 0, 360, 1, -1)
     return labels
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
 def test_plan_resamples_to_target_spacing_and_centres():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -16,8 +15,7 @@ from medprompt.reconstruct import reconstruct_dataset
 from preprocessing.hc18 import fill_outline
 from preprocessing.phantoms import hc18_image, write_hc18
 from preprocessing.pipeline import format_summary, preprocess, preprocess_input
-
-SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,13 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from conftest import SHARED_DATA
 from preprocessing import phantoms
+from helpers import SHARED_DATA, dice
 
 
 def read_cfg(path: Path) -> dict[str, str]:
     """Parse a `key: value` Info.cfg into an ordered dict."""
     return dict(line.split(": ", 1) for line in path.read_text().splitlines())
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two binary masks."""
-    a, b = a.astype(bool), b.astype(bool)
-    return 2.0 * (a & b).sum() / (a.sum() + b.sum())
 
 
 def outline_contour(outline: np.ndarray) -> np.ndarray:
