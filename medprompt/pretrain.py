@@ -6,8 +6,9 @@ in-plane resampling, centre crop/pad from the bundled dataset configs). Every
 step encodes a batch of slices and decodes several box prompts per slice: one
 structure, one connected component of it, or the union of several structures,
 each box jittered by a few pixels. The loss is BCE + soft Dice between the
-256x256 low-res logits and the target mask at that size. Everything is seeded,
-so rerunning the command reproduces the weights' quality.
+256x256 low-res logits and the target mask at that size; the forward pass runs
+under bfloat16 autocast when `training.bf16` is set (weights stay fp32).
+Everything is seeded, so rerunning the command reproduces the weights' quality.
 """
 
 from __future__ import annotations
@@ -219,10 +220,11 @@ def pretrain(config: dict[str, Any], progress: bool = True) -> tuple[Backbone, d
         boxes = torch.from_numpy(np.stack([sampler.box(m, rng) for m in masks]))
         targets = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
         inputs = pool.inputs[torch.from_numpy(rows)].float().unsqueeze(1).expand(-1, 3, -1, -1)
-        embeddings = backbone.image_encoder(inputs).repeat_interleave(per_image, dim=0)
-        sparse, dense = backbone.embed_boxes(boxes, size)
-        logits = backbone.decode(embeddings, sparse, dense)
-        loss = segmentation_loss(logits, targets, float(train_cfg["dice_weight"]))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(train_cfg["bf16"])):
+            embeddings = backbone.image_encoder(inputs).repeat_interleave(per_image, dim=0)
+            sparse, dense = backbone.embed_boxes(boxes, size)
+            logits = backbone.decode(embeddings, sparse, dense)
+        loss = segmentation_loss(logits.float(), targets, float(train_cfg["dice_weight"]))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

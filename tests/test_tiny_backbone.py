@@ -31,7 +31,8 @@ def test_bundled_weights_are_small_and_load_as_fp32(tiny):
 
 BELOW_BAR = pytest.mark.xfail(
     reason="the shipped weights (1,100 pretraining steps on 2 CPU cores) reach box-prompted Dice of about "
-    "0.80 (ACDC LV) and 0.88 (CAMUS LV) on unseen phantoms, under the 0.90 bar; a longer pretraining is open work",
+    "0.80 (ACDC LV), 0.46 (ACDC RV) and 0.88 (CAMUS LV) on unseen phantoms, under the 0.90 bar; a 5,000-step run "
+    "lifted CAMUS to 0.92 but not ACDC, whose small nested structures remain open work",
     strict=False,
 )
 
@@ -49,6 +50,7 @@ def test_pretrain_runs_and_writes_a_loadable_backbone(tmp_path):
     overrides = [
         "data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1",
         "training.steps=2", "training.batch_size=2", "training.prompts_per_image=1", "training.warmup_steps=1",
+        "training.bf16=true",
         "evaluation.cases=1",
     ]
     out = main_pretrain(tmp_path / "tiny.safetensors", None, overrides, progress=False)
