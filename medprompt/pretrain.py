@@ -31,6 +31,7 @@ from medprompt import __version__
 from medprompt.atomic import atomic_path
 from medprompt.backbone import Backbone, upsample_logits
 from medprompt.config import load_config
+from medprompt.device import autocast
 from medprompt.geometry import SliceGeometry, forward_image, forward_labels
 from medprompt.tiny_sam import INPUT_SIZE, build_tiny_backbone
 from preprocessing import phantoms
@@ -220,7 +221,7 @@ def pretrain(config: dict[str, Any], progress: bool = True) -> tuple[Backbone, d
         boxes = torch.from_numpy(np.stack([sampler.box(m, rng) for m in masks]))
         targets = torch.from_numpy(np.stack(masks)).float().unsqueeze(1)
         inputs = pool.inputs[torch.from_numpy(rows)].float().unsqueeze(1).expand(-1, 3, -1, -1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(train_cfg["bf16"])):
+        with autocast(backbone.device, cpu_bf16=bool(train_cfg["bf16"])):
             embeddings = backbone.image_encoder(inputs).repeat_interleave(per_image, dim=0)
             sparse, dense = backbone.embed_boxes(boxes, size)
             logits = backbone.decode(embeddings, sparse, dense)
