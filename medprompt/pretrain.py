@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from medprompt import __version__
 from medprompt.atomic import atomic_path
-from medprompt.backbone import Backbone, upsample_logits
+from medprompt.backbone import Backbone, load_backbone, upsample_logits
 from medprompt.config import load_config
 from medprompt.device import autocast
 from medprompt.geometry import SliceGeometry, forward_image, forward_labels
@@ -195,14 +195,15 @@ def learning_rate(step: int, train_cfg: dict[str, Any]) -> float:
 
 
 def pretrain(config: dict[str, Any], progress: bool = True) -> tuple[Backbone, dict[str, Any]]:
-    """Train a tiny backbone from scratch with the config's recipe; return it (eval mode) and run facts."""
+    """Train a tiny backbone with the config's recipe, from scratch or from `init` weights; return it (eval mode), run facts."""
     seed = int(config["seed"])
     data_cfg, train_cfg = config["data"], config["training"]
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    backbone = build_tiny_backbone(seed=seed)
+    init = config.get("init")
+    backbone = load_backbone("medprompt_tiny", init) if init else build_tiny_backbone(seed=seed)
     started = time.perf_counter()
     pool = PhantomPool(backbone, data_cfg, seed, progress)
     sampler = PromptSampler(data_cfg)

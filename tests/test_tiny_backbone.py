@@ -57,3 +57,15 @@ def test_pretrain_runs_and_writes_a_loadable_backbone(tmp_path):
     assert provenance["config"]["training"]["steps"] == 2
     assert set(provenance["box_prompted_dice_held_out"]) == {"acdc", "camus", "hc18"}
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_pretrain_from_init_weights_starts_from_them(tmp_path):
+    overrides = [
+        "data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1",
+        "training.steps=1", "training.batch_size=1", "training.prompts_per_image=1", "training.warmup_steps=1",
+        "training.lr=0", "evaluation.cases=1", f"init={bundled_weights('medprompt_tiny')}",
+    ]
+    out = main_pretrain(tmp_path / "tuned.safetensors", None, overrides, progress=False)
+    tuned, shipped = load_backbone("medprompt_tiny", out).state_dict(), load_backbone().state_dict()
+    assert tuned.keys() == shipped.keys()
+    assert all(torch.equal(tuned[k], shipped[k]) for k in shipped)
