@@ -237,6 +237,8 @@ def pretrain(config: dict[str, Any], progress: bool = True) -> tuple[Backbone, d
     backbone.eval()
     facts = {"pool_slices": {k: int(len(v)) for k, v in pool.rows_of.items()}, "final_loss": round(loss_value, 4),
              "train_seconds": round(time.perf_counter() - started, 1)}
+    if init:
+        facts["init_sha256"] = backbone.checkpoint_sha256
     return backbone, facts
 
 

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from medprompt.backbone import bundled_weights, load_backbone
+from medprompt.checkpoint import sha256_file
 from medprompt.pretrain import box_prompt_dice, main_pretrain
 
 MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
 HELD_OUT_SEED = 7
 CASES = {"acdc": 1, "camus": 4, "hc18": 4}
 SCORED = {"acdc": ("RV", "LV"), "camus": ("LV", "LA"), "hc18": ("head",)}
+ONE_CASE_PER_KIND = ["data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1", "evaluation.cases=1"]
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +46,9 @@ def test_box_prompted_dice_on_unseen_phantoms(tiny, kind):
 
 
 def test_pretrain_runs_and_writes_a_loadable_backbone(tmp_path):
-    overrides = [
-        "data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1",
+    overrides = ONE_CASE_PER_KIND + [
         "training.steps=2", "training.batch_size=2", "training.prompts_per_image=1", "training.warmup_steps=1",
         "training.bf16=true",
-        "evaluation.cases=1",
     ]
     out = main_pretrain(tmp_path / "tiny.safetensors", None, overrides, progress=False)
     backbone = load_backbone("medprompt_tiny", out)
@@ -60,12 +60,13 @@ def test_pretrain_runs_and_writes_a_loadable_backbone(tmp_path):
 
 
 def test_pretrain_from_init_weights_starts_from_them(tmp_path):
-    overrides = [
-        "data.acdc_patients=1", "data.camus_views=1", "data.hc18_images=1",
+    shipped_path = bundled_weights("medprompt_tiny")
+    overrides = ONE_CASE_PER_KIND + [
         "training.steps=1", "training.batch_size=1", "training.prompts_per_image=1", "training.warmup_steps=1",
-        "training.lr=0", "evaluation.cases=1", f"init={bundled_weights('medprompt_tiny')}",
+        "training.lr=0", f"init={shipped_path}",
     ]
     out = main_pretrain(tmp_path / "tuned.safetensors", None, overrides, progress=False)
     tuned, shipped = load_backbone("medprompt_tiny", out).state_dict(), load_backbone().state_dict()
     assert tuned.keys() == shipped.keys()
     assert all(torch.equal(tuned[k], shipped[k]) for k in shipped)
+    assert json.loads(out.with_suffix(".json").read_text())["init_sha256"] == sha256_file(shipped_path)
