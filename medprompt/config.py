@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,6 +12,20 @@ from typing import Any, Iterable
 import yaml
 
 from medprompt.errors import MedpromptError
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """Safe YAML loader that also reads `2e-4` and `1E3` as floats (YAML 1.1 wants a dot in the mantissa)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python value, with `ConfigLoader`."""
+    return yaml.load(text, Loader=ConfigLoader)
 
 
 def bundled_config_path(name: str) -> Path:
@@ -26,7 +41,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read one YAML mapping, with errors that name the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except FileNotFoundError:
         raise MedpromptError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
@@ -72,7 +87,7 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
             node = node[part]
         if parts[-1] not in node:
             raise MedpromptError(f"override {item!r}: unknown key {key!r}; known here: {sorted(node)}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = parse_yaml(raw)
     return out
 
 

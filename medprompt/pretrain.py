@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,7 +240,24 @@ def pretrain(config: dict[str, Any], progress: bool = True) -> tuple[Backbone, d
              "train_seconds": round(time.perf_counter() - started, 1)}
     if init:
         facts["init_sha256"] = backbone.checkpoint_sha256
+        facts["init_provenance"] = read_provenance(Path(init))
     return backbone, facts
+
+
+def read_provenance(weights: Path) -> dict[str, Any] | None:
+    """The provenance JSON written beside `weights` by an earlier run, or None when there is none."""
+    path = weights.with_suffix(".json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def command_line(out: Path, config_path: Path | None, overrides: list[str]) -> str:
+    """The `medprompt pretrain-backbone` command that reruns this recipe."""
+    args = ["medprompt", "pretrain-backbone", "--out", str(out)]
+    if config_path is not None:
+        args += ["--config", str(config_path)]
+    for item in overrides:
+        args += ["--set", item]
+    return shlex.join(args)
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -302,7 +320,7 @@ def main_pretrain(out: Path, config_path: Path | None = None, overrides: list[st
     out = Path(out)
     provenance = {
         "backbone": "medprompt_tiny",
-        "command": "medprompt pretrain-backbone",
+        "command": command_line(out, config_path, overrides or []),
         "medprompt_version": __version__,
         "torch_version": torch.__version__,
         "config": config,
