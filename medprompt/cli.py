@@ -196,8 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("pretrain-backbone", cmd_pretrain_backbone,
              "Pretrain the bundled small SAM backbone on synthetic ACDC / CAMUS / HC18 phantoms with box prompts.",
              "the recipe is configs/pretrain_backbone.yaml (seeded); the provenance JSON is written beside the weights.\n"
-             "use the result with --backbone medprompt_tiny --checkpoint FILE.\n"
-             "example: medprompt pretrain-backbone --out medprompt_tiny.safetensors --set training.steps=650")
+             "the shipped weights took two stages:\n"
+             "  medprompt pretrain-backbone --out medprompt_tiny_stage1.safetensors\n"
+             "  medprompt pretrain-backbone --config configs/pretrain_backbone_refine.yaml --out medprompt_tiny.safetensors\n"
+             "use the result with --backbone medprompt_tiny --checkpoint FILE.")
     p.add_argument("--out", type=Path, default=Path("medprompt_tiny.safetensors"),
                    help="safetensors file to write (default: medprompt_tiny.safetensors)")
     _add_config(p)
