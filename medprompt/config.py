@@ -87,7 +87,10 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
             node = node[part]
         if parts[-1] not in node:
             raise MedpromptError(f"override {item!r}: unknown key {key!r}; known here: {sorted(node)}")
-        node[parts[-1]] = parse_yaml(raw)
+        try:
+            node[parts[-1]] = parse_yaml(raw)
+        except yaml.YAMLError:
+            raise MedpromptError(f"override {item!r}: the value {raw!r} is not valid YAML") from None
     return out
 
 

@@ -19,6 +19,8 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
 def test_unknown_override_key_names_the_known_keys():
     with pytest.raises(MedpromptError, match="unknown key 'training.lrr'.*'lr'"):
         load_config("pretrain_backbone", overrides=["training.lrr=1e-3"])
+    with pytest.raises(MedpromptError, match="override 'seed=\\[1,': the value '\\[1,' is not valid YAML"):
+        load_config("pretrain_backbone", overrides=["seed=[1,"])
 
 
 def test_non_mapping_yaml_names_the_file(tmp_path):

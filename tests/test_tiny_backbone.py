@@ -70,16 +70,17 @@ def test_pretrain_from_init_weights_starts_from_them(tmp_path):
     assert f"init={shipped_path}" in shlex.split(provenance["command"])
 
 
+def recipe(config: dict) -> dict:
+    """A pretraining config without what belongs to one run rather than to the recipe."""
+    return {k: v for k, v in config.items() if k not in ("init", "threads")}
+
+
 def test_shipped_weights_record_the_two_stage_recipe_of_the_repo():
     shipped = json.loads(bundled_weights("medprompt_tiny").with_suffix(".json").read_text())
     stage1 = shipped["init_provenance"]
     refine = load_config("pretrain_backbone", bundled_config_path("pretrain_backbone_refine"))
     assert refine["training"]["lr"] == 2e-4 and refine["init"] == "medprompt_tiny_stage1.safetensors"
-    run_specific = ("init", "threads")
-    recipe = {k: v for k, v in refine.items() if k not in run_specific}
-    assert {k: v for k, v in shipped["config"].items() if k not in run_specific} == recipe
-    assert {k: v for k, v in stage1["config"].items() if k not in run_specific} == {
-        k: v for k, v in load_config("pretrain_backbone").items() if k not in run_specific
-    }
+    assert recipe(shipped["config"]) == recipe(refine)
+    assert recipe(stage1["config"]) == recipe(load_config("pretrain_backbone"))
     assert "init_sha256" not in stage1, "the first stage starts from a random initialisation"
     assert shipped["init_sha256"] != sha256_file(bundled_weights("medprompt_tiny"))
