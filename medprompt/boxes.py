@@ -100,19 +100,3 @@ def write_box_csv(boxes: Boxes, path: str | os.PathLike) -> None:
     rows = [(sid, *box) for sid, arr in boxes.items() for box in arr]
     pd.DataFrame(rows, columns=["slice_id", *BOX_COLUMNS]).to_csv(path, index=False)
 
-
-def scale_boxes(boxes: np.ndarray, image_size: tuple[int, int], grid: int) -> np.ndarray:
-    """Inclusive pixel boxes of an HxW slice -> inclusive pixel boxes on a grid x grid map covering it."""
-    height, width = image_size
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    sx, sy = grid / width, grid / height
-    scaled = np.stack(
-        [
-            np.floor(boxes[:, 0] * sx),
-            np.floor(boxes[:, 1] * sy),
-            np.ceil((boxes[:, 2] + 1) * sx) - 1,
-            np.ceil((boxes[:, 3] + 1) * sy) - 1,
-        ],
-        axis=1,
-    )
-    return np.clip(scaled, 0, grid - 1).astype(np.int64)

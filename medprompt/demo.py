@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medprompt.backbone import load_backbone
+from medprompt.backbones import load_backbone
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import resolve_device
@@ -129,7 +129,7 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
 
     torch_device = resolve_device(device)
     backbone = load_backbone(device=torch_device)
-    print(f"[3/6] embedding {len(data_set)} slices with the bundled backbone on {torch_device}")
+    print(f"[3/6] embedding {len(data_set)} slices with {backbone.backbone_id} on {torch_device}")
     build_cache(data_set, backbone, progress=progress)
 
     available = len(data_set.rows("train", with_target=True))

@@ -2,11 +2,12 @@
 
 Layout: `embeddings` [N,256,64,64] float16 (one chunk per slice), `slice_id` [N],
 `image_pe` [256,64,64] once, `written` [N] flags, and provenance attributes
-(backbone id, checkpoint sha256, input size, preprocessing fingerprint, package
-version). The file is built under `<id>.h5.partial`, one batch at a time, so an
-interrupted run loses at most the batch in flight and a rerun continues; it is
-renamed to its final name when every slice is written. A cache whose
-provenance differs from the current checkpoint or preprocessing is refused.
+(backbone id, checkpoint sha256, input size and resize policy, preprocessing
+fingerprint, package version). The file is built under `<id>.h5.partial`, one
+batch at a time, so an interrupted run loses at most the batch in flight and a
+rerun continues; it is renamed to its final name when every slice is written. A
+cache whose provenance differs from the current checkpoint or preprocessing is
+refused.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from tqdm.auto import tqdm
 
 from medprompt import __version__
 from medprompt.atomic import partial_path
-from medprompt.backbone import Backbone
+from medprompt.backbones import Backbone
 from medprompt.dataset import PreprocessedDataset, read_rows
-from medprompt.device import autocast
+from medprompt.device import autocast, default_batch_size
 from medprompt.errors import MedpromptError
 
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
@@ -40,6 +41,7 @@ def provenance(dataset: PreprocessedDataset, backbone: Backbone) -> dict[str, st
         "backbone_id": backbone.backbone_id,
         "checkpoint_sha256": backbone.checkpoint_sha256,
         "input_size": int(backbone.input_size),
+        "input_resize": backbone.spec.resize,
         "preprocessing_fingerprint": dataset.fingerprint,
     }
 
@@ -62,11 +64,14 @@ def check_provenance(path: Path, attrs: h5py.AttributeManager, expected: dict[st
 def build_cache(
     dataset: PreprocessedDataset,
     backbone: Backbone,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Encode every slice of the dataset into the cache, resuming a partial file when it matches."""
+    """Encode every slice of the dataset into the cache, resuming a partial file when it matches.
+
+    `batch_size` defaults to the device's (`default_batch_size`).
+    """
     final = cache_path(dataset.root, backbone.backbone_id)
     expected = provenance(dataset, backbone)
     if final.exists():
@@ -83,7 +88,7 @@ def build_cache(
             check_provenance(tmp, f.attrs, expected)
     else:
         _create(tmp, dataset, backbone, expected)
-    _fill(tmp, dataset, backbone, batch_size, progress)
+    _fill(tmp, dataset, backbone, batch_size or default_batch_size(backbone.device), progress)
     os.replace(tmp, final)
     return final
 

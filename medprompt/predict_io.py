@@ -20,6 +20,7 @@ import torch
 from medprompt.atomic import atomic_path
 from medprompt.boxes import boxes_from_dataset
 from medprompt.dataset import MANIFEST, PreprocessedDataset
+from medprompt.device import default_batch_size
 from medprompt.errors import MedpromptError
 from medprompt.prediction import box_prompted_dataset, segment_dataset, segment_images
 from medprompt.run_dir import TrainedModel, load_trained
@@ -98,14 +99,18 @@ def predict_file(model: TrainedModel, path: Path, out_dir: Path, batch_size: int
 
 
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,
-                   checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int = 8,
+                   checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
                    box_prompt: bool = False) -> list[Path]:
-    """Predict every input; a dataset folder among several gets its own subfolder of `out`."""
+    """Predict every input; a dataset folder among several gets its own subfolder of `out`.
+
+    `batch_size` defaults to the device's (`default_batch_size`).
+    """
     out = Path(out)
     missing = [p for p in inputs if not Path(p).exists()]
     if missing:
         raise MedpromptError(f"{missing[0]}: input not found")
     model = load_trained(run_dir, device, checkpoint)
+    batch_size = batch_size or default_batch_size(device)
     written: list[Path] = []
     for path in map(Path, inputs):
         if path.is_dir():

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from medprompt.backbone import Backbone, upsample_logits
+from medprompt.backbones import Backbone
 from medprompt.boxes import Boxes
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
@@ -41,7 +41,7 @@ def segment_embeddings(backbone: Backbone, learner: nn.Module, embeddings: torch
     with autocast(backbone.device):
         sparse, dense = learner(embeddings)
         logits = backbone.decode(embeddings, sparse, dense)
-    return torch.sigmoid(upsample_logits(logits, size))[:, 0]
+    return torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
 
 
 @torch.no_grad()
@@ -92,7 +92,7 @@ def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows:
             owner_t = torch.tensor(owner, device=backbone.device)
             with autocast(backbone.device):
                 logits = backbone.prompt(embeddings[owner_t], torch.tensor(np.array(prompt_boxes)), size)
-            probs = torch.sigmoid(upsample_logits(logits, size))[:, 0].float()
+            probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].float()
             index = owner_t.view(-1, 1, 1).expand_as(probs)
             merged = torch.zeros((len(batch), *size), device=probs.device).scatter_reduce_(0, index, probs, "amax")
             out[[position[r] for r in batch]] = merged.cpu().numpy()

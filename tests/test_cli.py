@@ -11,12 +11,12 @@ from medprompt.cli import main
 
 @pytest.fixture()
 def embedded(dataset_copy, tiny_checkpoint):
-    assert main(["embed", str(dataset_copy), "--backbone", "medprompt_tiny", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert main(["embed", str(dataset_copy), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 0
     return dataset_copy
 
 
 def backbone_args(tiny_checkpoint):
-    return ["--backbone", "medprompt_tiny", "--checkpoint", str(tiny_checkpoint)]
+    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
 
 
 def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsys):

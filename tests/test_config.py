@@ -8,19 +8,20 @@ from medprompt.errors import MedpromptError
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     path = tmp_path / "override.yaml"
-    path.write_text("training:\n  lr: 1e-3\n")
-    assert load_config("pretrain_backbone", path)["training"]["lr"] == pytest.approx(1e-3)
-    config = load_config("pretrain_backbone", overrides=["training.lr=2e-4", "training.steps=12", "seed=-3E1"])
-    assert config["training"]["lr"] == pytest.approx(2e-4)
-    assert config["training"]["steps"] == 12 and config["seed"] == pytest.approx(-30.0)
-    assert load_config("pretrain_backbone", overrides=["init=1e"])["init"] == "1e"
+    path.write_text("lr: 1e-3\nloss:\n  w_size: 2E-2\n")
+    config = load_config("train", path)
+    assert config["lr"] == pytest.approx(1e-3) and config["loss"]["w_size"] == pytest.approx(2e-2)
+    config = load_config("train", overrides=["lr=2e-4", "epochs=12", "seed=-3E1"])
+    assert config["lr"] == pytest.approx(2e-4)
+    assert config["epochs"] == 12 and config["seed"] == pytest.approx(-30.0)
+    assert load_config("train", overrides=["prompt_learner=1e"])["prompt_learner"] == "1e"
 
 
 def test_unknown_override_key_names_the_known_keys():
-    with pytest.raises(MedpromptError, match="unknown key 'training.lrr'.*'lr'"):
-        load_config("pretrain_backbone", overrides=["training.lrr=1e-3"])
+    with pytest.raises(MedpromptError, match="unknown key 'loss.tt'.*'t'"):
+        load_config("train", overrides=["loss.tt=5"])
     with pytest.raises(MedpromptError, match="override 'seed=\\[1,': the value '\\[1,' is not valid YAML"):
-        load_config("pretrain_backbone", overrides=["seed=[1,"])
+        load_config("train", overrides=["seed=[1,"])
 
 
 def test_non_mapping_yaml_names_the_file(tmp_path):

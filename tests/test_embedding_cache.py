@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from medprompt.atomic import partial_path
-from medprompt.backbone import load_backbone
+from medprompt.backbones import load_backbone
 from medprompt.dataset import PreprocessedDataset
 from medprompt.embedding_cache import EmbeddingCache, build_cache, cache_path
 from medprompt.errors import MedpromptError
@@ -14,13 +14,13 @@ from medprompt.errors import MedpromptError
 
 @pytest.fixture()
 def backbone(tiny_checkpoint):
-    return load_backbone("medprompt_tiny", tiny_checkpoint)
+    return load_backbone("tiny_test", tiny_checkpoint)
 
 
 def test_layout_and_provenance(dataset_copy, backbone):
     dataset = PreprocessedDataset(dataset_copy)
     path = build_cache(dataset, backbone, batch_size=8, progress=False)
-    assert path == cache_path(dataset_copy, "medprompt_tiny")
+    assert path == cache_path(dataset_copy, "tiny_test")
     with h5py.File(path, "r") as f:
         emb = f["embeddings"]
         assert emb.shape == (20, 256, 64, 64) and emb.dtype == np.float16 and emb.chunks == (1, 256, 64, 64)
@@ -28,7 +28,7 @@ def test_layout_and_provenance(dataset_copy, backbone):
         assert list(f["slice_id"].asstr()[:]) == list(dataset.manifest.slice_id)
         assert f.attrs["checkpoint_sha256"] == backbone.checkpoint_sha256
         assert f.attrs["preprocessing_fingerprint"] == dataset.fingerprint
-        assert f.attrs["backbone_id"] == "medprompt_tiny" and f.attrs["input_size"] == 256
+        assert f.attrs["backbone_id"] == "tiny_test" and f.attrs["input_size"] == 256
         first = emb[3]
     expected = backbone.encode(torch.from_numpy(dataset.images([3])))[0].numpy()
     assert np.allclose(first.astype(np.float32), expected, atol=2e-2)
@@ -37,7 +37,7 @@ def test_layout_and_provenance(dataset_copy, backbone):
 def test_read_any_order(dataset_copy, backbone):
     dataset = PreprocessedDataset(dataset_copy)
     build_cache(dataset, backbone, progress=False)
-    cache = EmbeddingCache(dataset, "medprompt_tiny", backbone.checkpoint_sha256)
+    cache = EmbeddingCache(dataset, "tiny_test", backbone.checkpoint_sha256)
     rows = np.array([7, 2, 3, 4, 15])
     got = cache.read(rows)
     with h5py.File(cache.path, "r") as f:
@@ -68,7 +68,7 @@ def test_interrupted_run_resumes_to_identical_content(dataset_copy, tmp_path, ba
     with h5py.File(partial_path(reference), "r") as f:
         assert f["written"][:].sum() == 8
     with pytest.raises(MedpromptError, match="interrupted embed left a .partial file"):
-        EmbeddingCache(dataset, "medprompt_tiny", backbone.checkpoint_sha256)
+        EmbeddingCache(dataset, "tiny_test", backbone.checkpoint_sha256)
 
     calls["n"] = -100
     build_cache(dataset, backbone, batch_size=4, progress=False)
@@ -84,11 +84,11 @@ def test_cache_of_another_checkpoint_is_refused(dataset_copy, backbone, tmp_path
     other["mask_decoder.iou_token.weight"] = other["mask_decoder.iou_token.weight"] + 1
     path = tmp_path / "other.pth"
     torch.save(other, path)
-    other_backbone = load_backbone("medprompt_tiny", path)
+    other_backbone = load_backbone("tiny_test", path)
     with pytest.raises(MedpromptError, match="checkpoint_sha256.*cannot be reused"):
         build_cache(dataset, other_backbone, progress=False)
     with pytest.raises(MedpromptError, match="checkpoint_sha256"):
-        EmbeddingCache(dataset, "medprompt_tiny", other_backbone.checkpoint_sha256)
+        EmbeddingCache(dataset, "tiny_test", other_backbone.checkpoint_sha256)
 
 
 def test_cache_of_other_preprocessing_is_refused(dataset_copy, backbone):
@@ -98,4 +98,4 @@ def test_cache_of_other_preprocessing_is_refused(dataset_copy, backbone):
         f["image"][0] = 255 - f["image"][0]
         del f.attrs["fingerprint"]
     with pytest.raises(MedpromptError, match="preprocessing_fingerprint"):
-        EmbeddingCache(PreprocessedDataset(dataset_copy), "medprompt_tiny", backbone.checkpoint_sha256)
+        EmbeddingCache(PreprocessedDataset(dataset_copy), "tiny_test", backbone.checkpoint_sha256)

@@ -2,9 +2,10 @@
 
 import torch
 
-from medprompt.backbone import build_medsam_vit_b, load_backbone
+from medprompt.backbones import load_backbone
+from medprompt.backbones.medsam_vit_b import build_medsam_vit_b
 from medprompt.checkpoint import sha256_file
-from medprompt.sam_modeling import Sam
+from medprompt.backbones.sam_modeling import Sam
 
 
 def test_vit_b_checkpoint_loads_through_the_users_path(tmp_path):

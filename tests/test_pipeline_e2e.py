@@ -33,7 +33,7 @@ def source_box_csv(raw, path, label=3, max_boxes=4):
 
 def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
-    backbone = ["--backbone", "medprompt_tiny", "--checkpoint", str(tiny_checkpoint)]
+    backbone = ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
     assert main(["preprocess", "acdc", str(raw_acdc), str(data)]) == 0
     assert main(["embed", str(data), *backbone]) == 0
     boxes = source_box_csv(raw_acdc, tmp_path / "source_boxes.csv")

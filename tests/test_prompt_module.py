@@ -1,10 +1,11 @@
-"""The conv/FC prompt module: exact architecture and registry."""
+"""The conv/FC prompt module: exact architecture, its offset prompts, and the registry."""
 
 import pytest
 import torch
 
 from medprompt.errors import MedpromptError
 from medprompt.prompt_learners import PROMPT_LEARNERS, build_prompt_learner
+from tiny_backbone import build_tiny_backbone
 
 
 def test_parameter_count_is_the_papers():
@@ -12,12 +13,28 @@ def test_parameter_count_is_the_papers():
     assert sum(p.numel() for p in module.parameters() if p.requires_grad) == 2_433_984
 
 
-def test_output_shapes_and_dense_is_non_negative():
+def test_output_shapes_and_dense_is_non_negative_without_offset():
     module = build_prompt_learner("conv_fc")
     sparse, dense = module(torch.randn(3, 256, 64, 64))
     assert sparse.shape == (3, 2, 256)
     assert dense.shape == (3, 256, 64, 64)
     assert (dense >= 0).all()  # ReLU after the dense 3x3 convolution
+
+
+def test_offset_is_the_backbones_whole_image_box_prompt_and_adds_no_parameter():
+    backbone = build_tiny_backbone(seed=0).freeze()
+    offset = backbone.whole_image_prompt()
+    module = build_prompt_learner("conv_fc", offset=offset)
+    assert sum(p.numel() for p in module.parameters()) == 2_433_984
+    box_sparse, box_dense = backbone.embed_boxes(torch.tensor([[0.0, 0.0, 255.0, 255.0]]), (256, 256))
+    assert torch.allclose(module.offset_sparse, box_sparse) and torch.allclose(module.offset_dense, box_dense[:, :, :1, :1])
+    embeddings = torch.randn(2, 256, 64, 64)
+    plain = build_prompt_learner("conv_fc")
+    plain.load_state_dict({**module.state_dict(), "offset_sparse": torch.zeros(1, 2, 256),
+                           "offset_dense": torch.zeros(1, 256, 1, 1)})
+    (s1, d1), (s0, d0) = module(embeddings), plain(embeddings)
+    assert torch.allclose(s1 - s0, offset[0].expand_as(s0), atol=1e-6)
+    assert torch.allclose(d1 - d0, offset[1].expand_as(d0), atol=1e-6)
 
 
 def test_registry_lists_and_rejects():

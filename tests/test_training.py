@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from medprompt.backbone import load_backbone
+from medprompt.backbones import load_backbone
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.embedding_cache import build_cache
@@ -16,7 +16,7 @@ from medprompt.training import Trainer, select_training_set, train
 @pytest.fixture()
 def setup(dataset_copy, tiny_checkpoint):
     dataset = PreprocessedDataset(dataset_copy)
-    backbone = load_backbone("medprompt_tiny", tiny_checkpoint)
+    backbone = load_backbone("tiny_test", tiny_checkpoint)
     build_cache(dataset, backbone, progress=False)
     return dataset, backbone
 
@@ -55,7 +55,7 @@ def test_training_learns_and_writes_the_run(setup, tmp_path):
     assert list(log.lr) == [1e-3] * 2 + [1e-4] * 2  # lr x0.1 after half the epochs
     boxes = pd.read_csv(run / "train_boxes.csv")
     assert boxes.slice_id.nunique() == 4
-    assert len(load_file(str(run / "prompt_module.safetensors"))) == 8
+    assert len(load_file(str(run / "prompt_module.safetensors"))) == 10  # 8 weights and biases, 2 offset buffers
     with pytest.raises(MedpromptError, match="already holds a run"):
         train(dataset, backbone, config(epochs=4, shots=4), run, progress=False)
 

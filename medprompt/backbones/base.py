@@ -1,0 +1,121 @@
+"""One interface over any SAM-architecture model: encode, decode, box prompts.
+
+The backbone is frozen. Images come in as grey slices [B,H,W] (any size, any
+intensity range); embeddings are [B,256,64,64]; low-resolution mask logits are
+[B,1,256,256]. Everything about the input frame (size, resize policy, box
+scaling, which logits cover the slice) is the backbone's `InputSpec`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from medprompt.backbones.input_spec import InputSpec
+from medprompt.backbones.sam_modeling import MaskDecoder, PromptEncoder
+
+
+class Backbone(nn.Module):
+    """A frozen SAM-architecture model (image encoder, prompt encoder, mask decoder) and its input spec.
+
+    Built with random weights; `freeze` (called by the loader once the weights
+    are in) switches it to inference mode.
+    """
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: MaskDecoder,
+        *,
+        backbone_id: str,
+        spec: InputSpec,
+        checkpoint_sha256: str = "",
+    ):
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.backbone_id = backbone_id
+        self.spec = spec
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.requires_grad_(False)
+
+    def freeze(self) -> Backbone:
+        """Inference mode (batch norms use their running statistics); call it after loading weights."""
+        self.requires_grad_(False)
+        return self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.size
+
+    @property
+    def embedding_size(self) -> tuple[int, int]:
+        return tuple(self.prompt_encoder.image_embedding_size)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Image embeddings [B,256,64,64] of grey slices [B,H,W]."""
+        return self.image_encoder(self.spec.preprocess(torch.as_tensor(images).to(self.device)))
+
+    @property
+    def image_pe(self) -> torch.Tensor:
+        """Dense positional encoding [1,256,64,64] shared by every image."""
+        return self.prompt_encoder.get_dense_pe()
+
+    def no_prompt_dense(self, batch: int) -> torch.Tensor:
+        """The dense embedding SAM uses when no mask prompt is given, [B,256,64,64]."""
+        h, w = self.embedding_size
+        return self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
+
+    @torch.no_grad()
+    def whole_image_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse [1,2,256] embedding of a box around the whole input frame, and the no-mask dense [1,256,1,1]."""
+        side = float(self.spec.size - 1)
+        box = torch.tensor([[0.0, 0.0, side, side]], device=self.device)
+        sparse, _ = self.prompt_encoder(points=None, boxes=box, masks=None)
+        return sparse, self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
+    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """Low-res logits [B,1,256,256] for B images, each with its own prompts.
+
+        The installed `MaskDecoder.predict_masks` repeats every image once per
+        prompt (B images x B prompts -> B*B masks), so the same computation is
+        done here with one prompt set per image.
+        """
+        decoder = self.mask_decoder
+        b = embeddings.shape[0]
+        if sparse.shape[0] != b or dense.shape[0] != b:
+            raise ValueError(f"decode needs one prompt per image: {b} images, {sparse.shape[0]} sparse, {dense.shape[0]} dense")
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse.dtype), sparse], dim=1)
+        src = embeddings.to(dense.dtype) + dense
+        pos = self.image_pe.to(src.dtype).expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = decoder.transformer(src, pos, tokens)
+        mask_token = hs[:, 1, :]
+        upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = decoder.output_hypernetworks_mlps[0](mask_token)
+        _, c_up, h_up, w_up = upscaled.shape
+        return (hyper.unsqueeze(1) @ upscaled.reshape(b, c_up, h_up * w_up)).reshape(b, 1, h_up, w_up)
+
+    def embed_boxes(self, boxes: torch.Tensor | np.ndarray, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse [B,2,256] and dense [B,256,64,64] embeddings of one box per image (slice pixels)."""
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device).reshape(-1, 4)
+        return self.prompt_encoder(points=None, boxes=self.spec.boxes_to_input(boxes, image_size), masks=None)
+
+    @torch.no_grad()
+    def prompt(self, embeddings: torch.Tensor, boxes: torch.Tensor | np.ndarray, image_size: tuple[int, int]) -> torch.Tensor:
+        """Box-prompted low-res logits [B,1,256,256]: MedSAM's own use, the upper bound."""
+        sparse, dense = self.embed_boxes(boxes, image_size)
+        return self.decode(embeddings.to(sparse.dtype), sparse, dense)
+
+    def logits_to_image(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Low-res logits [B,1,256,256] -> logits [B,1,H,W] on the slice."""
+        return self.spec.logits_to_image(logits, image_size)

@@ -1,0 +1,52 @@
+"""A SAM-architecture backbone small enough for tests: registered by the tests, never shipped.
+
+It keeps the contract every backbone has (256x64x64 image embeddings, SAM's
+prompt encoder and two-way-transformer mask decoder, 256x256 low-res logits)
+with a three-convolution image encoder and a narrow decoder, so the cache, the
+trainer, prediction and the command line run on it in milliseconds. It is
+registered through the public registry, as a user's own backbone would be.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from medprompt.backbones import Backbone, BackboneEntry, InputSpec, register_backbone
+from medprompt.backbones.sam_modeling import LayerNorm2d
+from medprompt.backbones.sam_parts import EMBED_DIM, sam_mask_decoder, sam_prompt_encoder
+
+NAME = "tiny_test"
+SPEC = InputSpec(size=256, resize="stretch")
+
+
+class TinyImageEncoder(nn.Module):
+    """256x256x3 -> 256x64x64: two strided 3x3 convolutions, a 1x1 projection and SAM's channel norm."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
+        self.project = nn.Conv2d(width, EMBED_DIM, 1)
+        self.norm = LayerNorm2d(EMBED_DIM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.project(self.stem(x)))
+
+
+def build_tiny_backbone(seed: int | None = None) -> Backbone:
+    """Random weights (seeded when `seed` is given)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    decoder = sam_mask_decoder(depth=1, mlp_dim=256, activation=nn.ReLU, attention_downsample=4)
+    return Backbone(TinyImageEncoder(), sam_prompt_encoder(SPEC.size), decoder, backbone_id=NAME, spec=SPEC)
+
+
+ENTRY = register_backbone(BackboneEntry(
+    name=NAME,
+    summary="test-only tiny SAM",
+    build=build_tiny_backbone,
+    spec=SPEC,
+    signature=("image_encoder.stem.0.weight",),
+    weights_hint="a file saved by tests/tiny_backbone.py",
+))
