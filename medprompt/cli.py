@@ -34,7 +34,8 @@ def _add_backbone(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="YAML file overriding the bundled defaults")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML file overriding the bundled defaults, or a bundled config's name (train: paper)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set loss.t=5 (repeatable)")
 
@@ -141,7 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
 
-    p = verb("train", cmd_train, "Train the prompt module from tight boxes only (paper recipe by default).",
+    p = verb("train", cmd_train, "Train the prompt module from tight boxes only (the paper's recipe, from a "
+             "whole-image box prompt).",
+             "each epoch logs how much of the training boxes is predicted (box_fill); a run whose predictions stay\n"
+             "empty starts again from a new initialisation, and fails rather than write an empty model. Every 5 epochs\n"
+             "the predictions on the val split are scored against its boxes (never its masks); the best epoch is kept.\n"
+             "settings: configs/train.yaml (--set collapse.patience=20, --set selection.split=null, ...)\n"
              "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0")
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
     p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")

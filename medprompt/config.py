@@ -54,11 +54,25 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_config(name: str, path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """The bundled config `name`, updated by the YAML at `path`, then by `key.sub=value` overrides."""
+    """The bundled config `name`, updated by the YAML at `path`, then by `key.sub=value` overrides.
+
+    `path` may also name a bundled config (e.g. `paper`) when no such file exists.
+    """
     config = read_yaml(bundled_config_path(name))
     if path is not None:
-        config = merge(config, read_yaml(path))
+        config = merge(config, read_yaml(user_config_path(path)))
     return apply_overrides(config, overrides)
+
+
+def user_config_path(path: str | os.PathLike) -> Path:
+    """A YAML file the user gives, or the bundled config of that name (`--config paper`)."""
+    path = Path(path)
+    if path.is_file() or path.suffix or len(path.parts) > 1:
+        return path
+    try:
+        return bundled_config_path(path.name)
+    except MedpromptError as exc:
+        raise MedpromptError(f"{path}: no such config file, and {exc}") from None
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from preprocessing import phantoms
 from preprocessing.pipeline import format_summary, preprocess
 
 MARKER = ".medprompt_demo"
-HELD_OUT = ("val", "test")
+HELD_OUT = ("test",)  # the val patients' boxes choose the epoch, so only the test patients are unseen
 HC_CSV = "training_set_pixel_size_and_HC.csv"
 
 
@@ -140,7 +140,7 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
     run_dir = train(data_set, backbone, train_cfg, out / "run", progress=progress)
 
     held_out = [s for s in HELD_OUT if s in set(data_set.manifest.split)]
-    print(f"[5/6] predicting the held-out patients ({' + '.join(held_out)}), then MedSAM-style box prompts (upper bound)")
+    print(f"[5/6] predicting the held-out {' + '.join(held_out)} patients, then box prompts (upper bound)")
     model = load_trained(run_dir, torch_device)
     predict_dataset(model, out / "dataset", run_dir / "predictions", held_out, progress=progress)
     predict_dataset(model, out / "dataset", run_dir / "upper_bound", held_out, box_prompt=True, progress=progress)

@@ -2,9 +2,9 @@
 
     config.yaml                 resolved config: training recipe, dataset, backbone + sha256
     train_boxes.csv             the training slices (the few-shot subset) and their boxes
-    train_log.csv               one row per epoch
+    train_log.csv               one row per epoch: loss terms, box fills, health, held-out box IoU
     checkpoint.pt               resumable state (written every epoch)
-    prompt_module.safetensors   final prompt-learner weights (present once training ends)
+    prompt_module.safetensors   the selected epoch's prompt-learner weights (present once training ends)
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Cached embeddings -> prompt learner -> frozen SAM mask decoder -> low-res logits
 -> box-constraint losses. Checkpointed every epoch; `resume` continues an
 interrupted run and, on the CPU, ends with the same weights as an uninterrupted one.
+A run whose predictions on its training slices stay empty (or fill the image)
+starts again from a new initialisation, and fails with a message rather than
+write an empty model. Every few epochs the learner is
+scored on held-out slices from their boxes alone; the best epoch is written.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from medprompt.atomic import atomic_path
 from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
 from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, write_box_csv
+from medprompt.collapse import HEALTHY, CollapseConfig, box_fill, classify
 from medprompt.config import dump_config, read_yaml
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
+from medprompt.model_selection import BoxSelector
 from medprompt.prompt_learners import build_prompt_learner
 from medprompt.run_dir import BOXES, CHECKPOINT, CONFIG, LOG, WEIGHTS
 
@@ -85,7 +91,7 @@ def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.
 
 
 class Trainer:
-    """One training run: data in memory, model, optimiser, schedule, checkpoints."""
+    """One training run: data in memory, model, optimiser, schedule, checkpoints, collapse recovery, selection."""
 
     def __init__(self, dataset: PreprocessedDataset, backbone: Backbone, config: dict[str, Any], run_dir: Path,
                  training_set: TrainingSet):
@@ -103,14 +109,37 @@ class Trainer:
         loss_cfg = dict(self.cfg["loss"])
         loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
         self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
-        torch.manual_seed(self.cfg["seed"])
-        offset = prompt_offset(backbone, self.cfg)
-        self.learner = build_prompt_learner(self.cfg["prompt_learner"], offset=offset).to(self.device)
+        self.collapse = CollapseConfig(**self.cfg["collapse"])
+        self.selector = self.build_selector(cache)
+        self.recoveries = 0
+        self.log: list[dict[str, Any]] = []
+        self.start()
+
+    def start(self) -> None:
+        """A new learner (initialised from seed + number of restarts), optimiser and schedule, at epoch 0."""
+        torch.manual_seed(self.cfg["seed"] + self.recoveries)
+        self.learner = build_prompt_learner(self.cfg["prompt_learner"], offset=prompt_offset(self.backbone, self.cfg))
+        self.learner.to(self.device)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
         step_epoch = max(1, round(self.cfg["epochs"] * self.cfg["lr_step_at"]))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=self.cfg["lr_gamma"])
-        self.epoch = 0
-        self.log: list[dict[str, float]] = []
+        self.epoch = self.unhealthy_epochs = 0
+        self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "learner": None}
+
+    def build_selector(self, cache: EmbeddingCache) -> BoxSelector | None:
+        """Held-out slices of the selection split with boxes from the dataset's masks; None when there are none."""
+        cfg = self.cfg["selection"]
+        if cfg["split"] is None or not self.dataset.has_masks:
+            return None
+        rows = self.dataset.rows(cfg["split"], with_target=True)
+        label = int(self.config["dataset"]["target_label"])
+        boxes = boxes_from_dataset(self.dataset, rows, label, self.cfg["min_target_area"])
+        ids = self.dataset.manifest.slice_id.to_numpy()
+        rows = np.array([r for r in rows if len(boxes[ids[r]])], dtype=np.int64)[: cfg["max_slices"]]
+        if len(rows) == 0:
+            return None
+        low_res = [self.backbone.spec.boxes_to_low_res(boxes[ids[r]], self.image_size) for r in rows]
+        return BoxSelector(self.backbone, torch.from_numpy(cache.read(rows)), low_res, self.image_size)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches of training-set positions; a function of (seed, epoch) alone, so resuming repeats it."""
@@ -118,56 +147,112 @@ class Trainer:
         size = self.cfg["batch_size"]
         return [order[i : i + size] for i in range(0, len(order), size)]
 
-    def step(self, batch: np.ndarray) -> dict[str, float]:
-        """One optimisation step on a batch of training-set positions."""
+    def step(self, batch: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """One optimisation step on a batch of training-set positions: loss terms, box fill and outside fill."""
         embeddings = self.embeddings[batch].to(self.device, torch.float32)
         boxes = [self.low_res_boxes[i] for i in batch]
         with autocast(self.device):
             sparse, dense = self.learner(embeddings)
             logits = self.backbone.decode(embeddings, sparse, dense)
-        terms = self.loss(self.backbone.spec.crop_low_res(logits, self.image_size).float(), boxes)
+        logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
+        terms = self.loss(logits, boxes)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
 
     def fit(self, progress: bool = True) -> None:
-        """Train until the configured epoch count, checkpointing every epoch."""
+        """Train until the configured epoch count; undo collapses; write the selected epoch's weights.
+
+        An epoch is unhealthy when its predictions on the training slices are
+        nearly empty in the boxes (or fill the image). Predictions may dip and
+        come back, so a run has collapsed after `patience` unhealthy epochs in a
+        row, or when its last epoch is unhealthy. A collapse drifts on at any
+        learning rate once it has begun (measured on CAMUS and HC18), so the run
+        starts again from a new initialisation; it fails after `max_recoveries`.
+        """
         epochs = self.cfg["epochs"]
         steps_per_epoch = len(self.batches(0))
         bar = tqdm(total=epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch, unit="step",
                    desc="train", disable=not progress)
-        self.learner.train()
         while self.epoch < epochs:
-            start = time.perf_counter()
-            sums: dict[str, float] = {}
-            for batch in self.batches(self.epoch):
-                terms = self.step(batch)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(batch)
-                bar.update(1)
-                bar.set_postfix(epoch=self.epoch + 1, loss=f"{terms['loss']:.4f}")
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.scheduler.step()
-            self.epoch += 1
-            n = len(self.training_set.rows)
-            self.log.append({"epoch": self.epoch, **{k: v / n for k, v in sums.items()}, "lr": lr,
-                             "seconds": time.perf_counter() - start})
+            row = self.run_epoch(bar)
+            if row["state"] == HEALTHY:
+                self.unhealthy_epochs = 0
+            else:
+                self.unhealthy_epochs += 1
+                if self.unhealthy_epochs >= self.collapse.patience or self.epoch == epochs:
+                    self.recover(row, bar, steps_per_epoch)
+                    continue
+            if self.selector is not None and (self.epoch % self.cfg["selection"]["every"] == 0 or self.epoch == epochs):
+                row["val_box_iou"] = self.selector.score(self.learner)
+                if row["val_box_iou"] > self.best["score"]:
+                    self.best = {"score": row["val_box_iou"], "epoch": self.epoch,
+                                 "learner": {k: v.detach().clone() for k, v in self.learner.state_dict().items()}}
+            self.log.append(row)
             self.save_checkpoint()
         bar.close()
+        self.write_weights()
+
+    def run_epoch(self, bar: tqdm) -> dict[str, Any]:
+        """One pass over the training set; its log row (mean loss terms, box fills, state)."""
+        self.learner.train()
+        start = time.perf_counter()
+        sums: dict[str, float] = {}
+        fills_in, fills_out = [], []
+        for batch in self.batches(self.epoch):
+            terms, fill_in, fill_out = self.step(batch)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v * len(batch)
+            fills_in.append(fill_in)
+            fills_out.append(fill_out)
+            bar.update(1)
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{terms['loss']:.4f}", box_fill=f"{np.mean(fill_in):.2f}")
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.epoch += 1
+        n = len(self.training_set.rows)
+        fill_in, fill_out = float(np.concatenate(fills_in).mean()), float(np.concatenate(fills_out).mean())
+        return {"epoch": self.epoch, **{k: v / n for k, v in sums.items()}, "box_fill": fill_in,
+                "outside_fill": fill_out, "state": classify(fill_in, fill_out, self.collapse), "lr": lr,
+                "seconds": time.perf_counter() - start}
+
+    def recover(self, row: dict[str, Any], bar: tqdm, steps_per_epoch: int) -> None:
+        """Start again from a new initialisation after a collapse; an error after `max_recoveries` restarts."""
+        self.recoveries += 1
+        if self.recoveries > self.collapse.max_recoveries:
+            raise MedpromptError(
+                f"{self.run_dir}: training collapsed ({row['state']}: box fill {row['box_fill']:.3f}, outside fill "
+                f"{row['outside_fill']:.3f}) {self.recoveries} times; no model written. Try another --seed, more "
+                "--shots, or check the boxes"
+            )
+        self.log.append({**row, "state": f"{row['state']}: restarted from initialisation {self.recoveries}"})
+        bar.write(f"epoch {row['epoch']}: predictions on the training slices stayed {row['state']} (box fill "
+                  f"{row['box_fill']:.3f}); starting again from a new initialisation ({self.recoveries} of "
+                  f"{self.collapse.max_recoveries})")
+        self.start()
+        bar.n = 0
+        bar.refresh()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The learner, optimiser and schedule state, the epoch and the restart count."""
+        return {"epoch": self.epoch, "recoveries": self.recoveries, "learner": self.learner.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def write_weights(self) -> None:
+        """The selected epoch's weights (the last epoch's without a selection split)."""
+        metadata = {"prompt_learner": self.cfg["prompt_learner"], "medprompt_version": __version__,
+                    "epoch": str(self.epoch)}
+        state = self.learner.state_dict()
+        if self.best["learner"] is not None:
+            state = self.best["learner"]
+            metadata.update(epoch=str(self.best["epoch"]), val_box_iou=f"{self.best['score']:.4f}")
         with atomic_path(self.run_dir / WEIGHTS) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.learner.state_dict().items()}, str(tmp),
-                      metadata={"prompt_learner": self.cfg["prompt_learner"], "medprompt_version": __version__})
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
 
     def save_checkpoint(self) -> None:
         """Resumable state and the epoch log, each replaced atomically."""
-        state = {
-            "epoch": self.epoch,
-            "learner": self.learner.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "log": self.log,
-        }
+        state = {**self.snapshot(), "log": self.log, "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
         with atomic_path(self.run_dir / CHECKPOINT) as tmp:
             torch.save(state, tmp)
         with atomic_path(self.run_dir / LOG) as tmp:
@@ -180,11 +265,16 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same message
             raise MedpromptError(f"{path}: cannot resume from this checkpoint ({exc})") from None
+        self.recoveries = int(state["recoveries"])
+        if self.recoveries:
+            self.start()  # the learner of the restart the checkpoint belongs to
         self.learner.load_state_dict(state["learner"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
         self.log = list(state["log"])
+        self.unhealthy_epochs = int(state["unhealthy_epochs"])
+        self.best = state["best"]
 
 
 def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any],

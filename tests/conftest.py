@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic preprocessed dataset and a random tiny-backbone checkpoint."""
+"""Shared fixtures: a small synthetic preprocessed dataset, a random tiny-backbone checkpoint, both embedded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from medprompt.dataset import write_dataset
+from medprompt.dataset import PreprocessedDataset, write_dataset
 from tiny_backbone import build_tiny_backbone
 
 
@@ -64,6 +64,18 @@ def dataset_copy(synthetic_dataset, tmp_path) -> Path:
     target = tmp_path / "dataset"
     shutil.copytree(synthetic_dataset, target)
     return target
+
+
+@pytest.fixture()
+def setup(dataset_copy, tiny_checkpoint):
+    """A writable synthetic dataset embedded with the random tiny backbone, and that backbone."""
+    from medprompt.backbones import load_backbone
+    from medprompt.embedding_cache import build_cache
+
+    dataset = PreprocessedDataset(dataset_copy)
+    backbone = load_backbone("tiny_test", tiny_checkpoint)
+    build_cache(dataset, backbone, progress=False)
+    return dataset, backbone
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from medprompt.cli import main
+from tiny_backbone import NO_COLLAPSE_CHECK
 
 
 @pytest.fixture()
@@ -16,7 +17,8 @@ def embedded(dataset_copy, tiny_checkpoint):
 
 
 def backbone_args(tiny_checkpoint):
-    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
+    """Backbone and plumbing options for `train` on the random tiny backbone."""
+    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK]
 
 
 def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsys):

@@ -29,3 +29,11 @@ def test_non_mapping_yaml_names_the_file(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(MedpromptError, match="list.yaml: a config must be a YAML mapping"):
         read_yaml(path)
+
+
+def test_config_option_takes_a_bundled_name():
+    paper = load_config("train", "paper")
+    assert paper["prompt_offset"] == "none" and paper["selection"]["split"] is None
+    assert paper["lr"] == load_config("train")["lr"]  # only what differs is overridden
+    with pytest.raises(MedpromptError, match="nosuch: no such config file, and no bundled config 'nosuch'"):
+        load_config("train", "nosuch")

@@ -5,24 +5,14 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from medprompt.backbones import load_backbone
 from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset
-from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
 from medprompt.training import Trainer, select_training_set, train
-
-
-@pytest.fixture()
-def setup(dataset_copy, tiny_checkpoint):
-    dataset = PreprocessedDataset(dataset_copy)
-    backbone = load_backbone("tiny_test", tiny_checkpoint)
-    build_cache(dataset, backbone, progress=False)
-    return dataset, backbone
+from tiny_backbone import NO_COLLAPSE_CHECK
 
 
 def config(**overrides):
-    return load_config("train", overrides=[f"{k}={v}" for k, v in overrides.items()])
+    return load_config("train", overrides=[NO_COLLAPSE_CHECK, *(f"{k}={v}" for k, v in overrides.items())])
 
 
 def test_paper_recipe_is_the_default():

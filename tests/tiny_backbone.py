@@ -18,6 +18,9 @@ from medprompt.backbones.sam_parts import EMBED_DIM, sam_mask_decoder, sam_promp
 
 NAME = "tiny_test"
 SPEC = InputSpec(size=256, resize="stretch")
+# Random weights segment nothing, so a run on them collapses to the empty mask by design; tests of the
+# plumbing switch collapse detection off (tests/test_collapse.py exercises it).
+NO_COLLAPSE_CHECK = "collapse.empty_below=0"
 
 
 class TinyImageEncoder(nn.Module):

@@ -1,0 +1,73 @@
+"""Box-only model selection: score a learner on held-out box-annotated slices, never on their masks.
+
+Each held-out slice contributes the IoU between the tight box around everything
+the model predicts there and its annotated box (the union of its boxes); an
+empty prediction scores 0. The epoch with the best mean is the one a run keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medprompt.backbones import Backbone
+from medprompt.device import autocast
+
+BATCH = 8
+
+
+def tight_box(mask: np.ndarray) -> np.ndarray | None:
+    """Inclusive (x_min, y_min, x_max, y_max) around the foreground of a 2D mask; None when empty."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two inclusive pixel boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(w, 0) * max(h, 0)
+    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
+    return float(inter / (area(a) + area(b) - inter))
+
+
+def union_box(boxes: np.ndarray) -> np.ndarray:
+    """One box around every box [K,4] of a slice."""
+    boxes = np.asarray(boxes).reshape(-1, 4)
+    return np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
+
+
+class BoxSelector:
+    """Held-out embeddings and their annotated boxes (in the cropped low-res frame of the backbone's logits)."""
+
+    def __init__(self, backbone: Backbone, embeddings: torch.Tensor, low_res_boxes: Sequence[np.ndarray],
+                 image_size: tuple[int, int]):
+        self.backbone, self.embeddings, self.image_size = backbone, embeddings, image_size
+        self.targets = [union_box(b) for b in low_res_boxes]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @torch.no_grad()
+    def score(self, learner: nn.Module) -> float:
+        """Mean box IoU of the learner's predictions over the held-out slices."""
+        was_training = learner.training
+        learner.eval()
+        device = self.backbone.device
+        ious = []
+        for start in range(0, len(self.targets), BATCH):
+            embeddings = self.embeddings[start : start + BATCH].to(device, torch.float32)
+            with autocast(device):
+                sparse, dense = learner(embeddings)
+                logits = self.backbone.decode(embeddings, sparse, dense)
+            masks = (self.backbone.spec.crop_low_res(logits, self.image_size)[:, 0] > 0).cpu().numpy()
+            for mask, target in zip(masks, self.targets[start : start + BATCH]):
+                box = tight_box(mask)
+                ious.append(0.0 if box is None else box_iou(box, target))
+        learner.train(was_training)
+        return float(np.mean(ious))
