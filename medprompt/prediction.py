@@ -19,12 +19,20 @@ from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
 
 
+CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
+
+
 def embeddings_for(dataset: PreprocessedDataset, backbone: Backbone, rows: np.ndarray, batch_size: int):
-    """Yield (row positions, embeddings) batches: from the dataset's cache when it matches, else encoded now."""
+    """Yield (row positions, embeddings) batches: from the dataset's cache when it matches, else encoded now.
+
+    `batch_size` is the encoder's; cached embeddings come in batches of `CACHED_BATCH`.
+    """
     try:
         cache = EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)
     except MedpromptError:
         cache = None
+    if cache is not None:
+        batch_size = CACHED_BATCH
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
         if cache is not None:

@@ -41,3 +41,18 @@ def test_registry_lists_and_rejects():
     assert "conv_fc" in PROMPT_LEARNERS
     with pytest.raises(MedpromptError, match="unknown prompt learner 'nope'"):
         build_prompt_learner("nope")
+
+
+def test_first_prediction_is_the_backbones_whole_image_answer_even_for_small_embeddings():
+    """LiteMedSAM's embeddings have std ~0.1: the module's own outputs are then tiny, so without the offset
+    the decoder reads "no prompt"; with it, the first logits are the backbone's answer to the whole-image box."""
+    backbone = build_tiny_backbone(seed=0).freeze()
+    torch.manual_seed(1)
+    embeddings = 0.1 * torch.randn(2, 256, 64, 64)
+    module = build_prompt_learner("conv_fc", offset=backbone.whole_image_prompt())
+    with torch.no_grad():
+        learned = backbone.decode(embeddings, *module(embeddings))
+        whole_image = backbone.prompt(embeddings, torch.tensor([[0.0, 0.0, 255.0, 255.0]] * 2), (256, 256))
+        no_offset = backbone.decode(embeddings, *build_prompt_learner("conv_fc")(embeddings))
+    assert (learned - whole_image).abs().max() < 0.1 * whole_image.abs().max()
+    assert (no_offset - whole_image).abs().max() > 0.1 * whole_image.abs().max()
