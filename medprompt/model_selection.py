@@ -27,13 +27,17 @@ def tight_box(mask: np.ndarray) -> np.ndarray | None:
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()])
 
 
+def box_area(box: np.ndarray) -> int:
+    """Pixels of an inclusive box."""
+    return int((box[2] - box[0] + 1) * (box[3] - box[1] + 1))
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two inclusive pixel boxes."""
     w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     h = min(a[3], b[3]) - max(a[1], b[1]) + 1
     inter = max(w, 0) * max(h, 0)
-    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
-    return float(inter / (area(a) + area(b) - inter))
+    return float(inter / (box_area(a) + box_area(b) - inter))
 
 
 def union_box(boxes: np.ndarray) -> np.ndarray:

@@ -182,7 +182,7 @@ class Trainer:
             else:
                 self.unhealthy_epochs += 1
                 if self.unhealthy_epochs >= self.collapse.patience or self.epoch == epochs:
-                    self.recover(row, bar, steps_per_epoch)
+                    self.recover(row, bar)
                     continue
             if self.selector is not None and (self.epoch % self.cfg["selection"]["every"] == 0 or self.epoch == epochs):
                 row["val_box_iou"] = self.selector.score(self.learner)
@@ -217,7 +217,7 @@ class Trainer:
                 "outside_fill": fill_out, "state": classify(fill_in, fill_out, self.collapse), "lr": lr,
                 "seconds": time.perf_counter() - start}
 
-    def recover(self, row: dict[str, Any], bar: tqdm, steps_per_epoch: int) -> None:
+    def recover(self, row: dict[str, Any], bar: tqdm) -> None:
         """Start again from a new initialisation after a collapse; an error after `max_recoveries` restarts."""
         self.recoveries += 1
         if self.recoveries > self.collapse.max_recoveries:
@@ -234,11 +234,6 @@ class Trainer:
         bar.n = 0
         bar.refresh()
 
-    def snapshot(self) -> dict[str, Any]:
-        """The learner, optimiser and schedule state, the epoch and the restart count."""
-        return {"epoch": self.epoch, "recoveries": self.recoveries, "learner": self.learner.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
     def write_weights(self) -> None:
         """The selected epoch's weights (the last epoch's without a selection split)."""
         metadata = {"prompt_learner": self.cfg["prompt_learner"], "medprompt_version": __version__,
@@ -252,7 +247,9 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Resumable state and the epoch log, each replaced atomically."""
-        state = {**self.snapshot(), "log": self.log, "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
+        state = {"epoch": self.epoch, "learner": self.learner.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "log": self.log, "recoveries": self.recoveries,
+                 "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
         with atomic_path(self.run_dir / CHECKPOINT) as tmp:
             torch.save(state, tmp)
         with atomic_path(self.run_dir / LOG) as tmp:
@@ -266,8 +263,6 @@ class Trainer:
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same message
             raise MedpromptError(f"{path}: cannot resume from this checkpoint ({exc})") from None
         self.recoveries = int(state["recoveries"])
-        if self.recoveries:
-            self.start()  # the learner of the restart the checkpoint belongs to
         self.learner.load_state_dict(state["learner"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

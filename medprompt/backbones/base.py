@@ -69,11 +69,6 @@ class Backbone(nn.Module):
         """Dense positional encoding [1,256,64,64] shared by every image."""
         return self.prompt_encoder.get_dense_pe()
 
-    def no_prompt_dense(self, batch: int) -> torch.Tensor:
-        """The dense embedding SAM uses when no mask prompt is given, [B,256,64,64]."""
-        h, w = self.embedding_size
-        return self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, h, w)
-
     @torch.no_grad()
     def whole_image_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Sparse [1,2,256] embedding of a box around the whole input frame, and the no-mask dense [1,256,1,1]."""

@@ -34,10 +34,6 @@ class InputSpec:
         if self.resize not in RESIZE_POLICIES:
             raise ValueError(f"resize policy {self.resize!r} is not one of {RESIZE_POLICIES}")
 
-    def describe(self) -> str:
-        """One line for provenance records and listings, e.g. `256 longest_side`."""
-        return f"{self.size} {self.resize}"
-
     def scale(self, image_size: tuple[int, int]) -> tuple[float, float]:
         """(sy, sx): input-frame pixels per slice pixel along each axis."""
         h, w = image_size
