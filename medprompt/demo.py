@@ -11,22 +11,23 @@ pipeline work in a few minutes on a laptop CPU. Everything lands in one folder:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from medprompt.backbones import load_backbone
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import resolve_device
+from medprompt.metrics import mean_std
 from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
-from medprompt.overlays import PREDICTION_BGR, TRUTH_BGR, UPPER_BOUND_BGR, overlay, write_png
-from medprompt.predict_io import predict_dataset, read_predictions
+from medprompt.overlays import draw_overlays
+from medprompt.predict_io import predict_dataset
 from medprompt.run_dir import load_trained
 from medprompt.training import train
 from medprompt.volume_metrics import evaluate_volumes
@@ -67,32 +68,10 @@ def score(pred_dir: Path, raw: Path, run_dir: Path, name: str) -> pd.DataFrame:
     return cases
 
 
-def draw_overlays(dataset: PreprocessedDataset, run_dir: Path, label: int) -> list[Path]:
-    """One picture per held-out case: its largest target slice with truth, prediction and upper-bound outlines."""
-    manifest, predicted, _ = read_predictions(run_dir / "predictions")
-    _, bounded, _ = read_predictions(run_dir / "upper_bound")
-    out_dir = run_dir / "overlays"
-    written = []
-    for case, positions in manifest.groupby("case", sort=False).indices.items():
-        rows = np.array([dataset.index_of[s] for s in manifest.slice_id.iloc[positions]])
-        truth = dataset.masks(rows) == label
-        best = int(np.argmax(truth.reshape(len(rows), -1).sum(1)))
-        i = positions[best]
-        picture = overlay(dataset.images([rows[best]])[0], [(truth[best], TRUTH_BGR), (bounded[i] == label, UPPER_BOUND_BGR),
-                                                           (predicted[i] == label, PREDICTION_BGR)])
-        written.append(write_png(picture, out_dir / f"{case}.png"))
-    return written
-
-
 def results_table(ours: pd.DataFrame, bound: pd.DataFrame) -> pd.DataFrame:
     """Per case: the prompt module's 3D Dice / HD95 beside the box-prompted upper bound's."""
     keep = ["case", "structure", "dice", "hd95_mm"]
     return ours[keep].merge(bound[keep], on=["case", "structure"], suffixes=("", "_box_prompted"))
-
-
-def mean_std(values: pd.Series, digits: int) -> str:
-    """`mean +- std` of a column (population std, NaN skipped)."""
-    return f"{values.mean():.{digits}f} +- {values.std(ddof=0):.{digits}f}"
 
 
 def format_results(table: pd.DataFrame, units: str) -> str:
@@ -129,7 +108,9 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
 
     torch_device = resolve_device(device)
     backbone = load_backbone(device=torch_device)
-    print(f"[3/6] embedding {len(data_set)} slices with {backbone.backbone_id} on {torch_device}")
+    megabytes = len(data_set) * backbone.image_pe.shape[1] * math.prod(backbone.embedding_size) * 2 / 1e6
+    print(f"[3/6] embedding {len(data_set)} slices with {backbone.backbone_id} on {torch_device} "
+          f"(a {megabytes:.0f} MB cache in {data_set.root / 'embeddings'})")
     build_cache(data_set, backbone, progress=progress)
 
     available = len(data_set.rows("train", with_target=True))
@@ -150,7 +131,7 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
     bound = score(run_dir / "upper_bound", raw, run_dir, "upper_bound")
     table = results_table(ours, bound)
     table.to_csv(run_dir / "demo_results.csv", index=False)
-    draw_overlays(data_set, run_dir, int(model.config["dataset"]["target_label"]))
+    draw_overlays(data_set, run_dir / "predictions", run_dir / "overlays", run_dir / "upper_bound")
     units = "mm" if (ours["units"] == "mm").all() else "px"
     print(f"\n{table.structure.iloc[0]}, {shots}-shot from boxes only, held-out patients (3D):")
     print(format_results(table, units))

@@ -13,7 +13,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA when present, else the CPU; an unavailable CUDA request is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MedpromptError(f"--device {name!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise MedpromptError(f"--device {name!r}: medprompt runs on auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MedpromptError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     return device

@@ -26,6 +26,7 @@ from medprompt.backbones import Backbone
 from medprompt.dataset import PreprocessedDataset, read_rows
 from medprompt.device import autocast, default_batch_size
 from medprompt.errors import MedpromptError
+from medprompt.locking import exclusive
 
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
@@ -72,24 +73,25 @@ def build_cache(
 
     `batch_size` defaults to the device's (`default_batch_size`).
     """
+    if batch_size is not None and batch_size < 1:
+        raise MedpromptError(f"--batch-size {batch_size}: must be at least 1")
     final = cache_path(dataset.root, backbone.backbone_id)
     expected = provenance(dataset, backbone)
-    if final.exists():
-        if not overwrite:
+    with exclusive(dataset.root, "medprompt embed"):
+        if final.exists() and not overwrite:
             with _open(final, "r") as f:
                 check_provenance(final, f.attrs, expected)
             return final
-        final.unlink()
-    tmp = partial_path(final)
-    if tmp.exists() and overwrite:
-        tmp.unlink()
-    if tmp.exists():
-        with _open(tmp, "r") as f:
-            check_provenance(tmp, f.attrs, expected)
-    else:
-        _create(tmp, dataset, backbone, expected)
-    _fill(tmp, dataset, backbone, batch_size or default_batch_size(backbone.device), progress)
-    os.replace(tmp, final)
+        tmp = partial_path(final)
+        if tmp.exists() and overwrite:
+            tmp.unlink()
+        if tmp.exists():
+            with _open(tmp, "r") as f:
+                check_provenance(tmp, f.attrs, expected)
+        else:
+            _create(tmp, dataset, backbone, expected)
+        _fill(tmp, dataset, backbone, batch_size or default_batch_size(backbone.device), progress)
+        os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
     return final
 
 

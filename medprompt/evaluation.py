@@ -12,7 +12,7 @@ from medprompt.atomic import atomic_path
 from medprompt.dataset import MANIFEST, PreprocessedDataset
 from medprompt.errors import MedpromptError
 from medprompt.metrics import slice_scores, summary_line
-from medprompt.predict_io import PREDICTIONS, read_predictions
+from medprompt.predict_io import PREDICTIONS, completed_outputs, read_predictions
 
 SPACING_COLUMNS = ("res_spacing_y", "res_spacing_x")  # pixel spacing of the preprocessed slice (mm)
 
@@ -50,6 +50,7 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
     pred_dir, gt_dir, out = Path(pred_dir), Path(gt_dir), Path(out)
     if not pred_dir.is_dir():
         raise MedpromptError(f"{pred_dir}: prediction folder not found")
+    outputs = completed_outputs(pred_dir)
     if (pred_dir / PREDICTIONS).is_file() and (gt_dir / MANIFEST).is_file():
         table = evaluate_slices(pred_dir, gt_dir)
         with atomic_path(out) as tmp:
@@ -65,7 +66,7 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
         return "\n".join(lines)
     from medprompt.volume_metrics import evaluate_volumes, format_volume_summary
 
-    volumes, slices = evaluate_volumes(pred_dir, gt_dir, hc_csv=hc_csv)
+    volumes, slices = evaluate_volumes(pred_dir, gt_dir, hc_csv=hc_csv, only=outputs)
     with atomic_path(out) as tmp:
         volumes.to_csv(tmp, index=False)
     slices_out = out.with_name(out.stem + "_slices.csv")

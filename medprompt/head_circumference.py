@@ -72,4 +72,12 @@ def read_hc_table(path: str | os.PathLike) -> pd.DataFrame:
     if "filename" not in table.columns or "pixel_size_mm" not in table.columns:
         raise MedpromptError(f"{path}: expected columns 'filename' and 'pixel size(mm)', got {list(table.columns)}")
     table["filename"] = table["filename"].astype(str).str.strip()
+    for column in ("pixel_size_mm", "hc_mm"):
+        if column in table.columns:
+            values = pd.to_numeric(table[column], errors="coerce")
+            bad = table.filename[values.isna() | (values <= 0)]
+            if len(bad):
+                raise MedpromptError(f"{path}: {column} of {bad.iloc[0]!r} is {table[column][bad.index[0]]!r}, "
+                                     "not a positive number")
+            table[column] = values
     return table.set_index("filename")[[c for c in ("pixel_size_mm", "hc_mm") if c in table.columns]]

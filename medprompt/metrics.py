@@ -7,10 +7,20 @@ HD95 is in millimetres when a pixel spacing is given, else in pixels.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from typing import Iterator
+
 import numpy as np
 import pandas as pd
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice of two binary arrays; 1 when both are empty."""
+    total = int(pred.sum()) + int(gt.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, gt).sum()) / total
 
 
 def slice_scores(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray | None = None) -> pd.DataFrame:
@@ -35,10 +45,30 @@ def slice_scores(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray | None = 
         dice[both] = compute_dice(p, g, include_background=True).numpy()[:, 0]
         iou[both] = compute_iou(p, g, include_background=True).numpy()[:, 0]
         sp = None if spacing is None else [[float(v) for v in spacing[k]] for k in both]
-        hd95[both] = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=sp).numpy()[:, 0]
+        with monai_deprecations_silenced():
+            hd95[both] = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=sp).numpy()[:, 0]
     return pd.DataFrame({"dice": dice, "iou": iou, "hd95": hd95})
+
+
+@contextlib.contextmanager
+def monai_deprecations_silenced() -> Iterator[None]:
+    """MONAI 1.5-1.6's distance metrics warn about their own internal `get_mask_edges(always_return_as_numpy=...)`
+    call, which a user cannot act on; other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)
+        yield
+
+
+def mean_std(values: pd.Series, digits: int = 3) -> str:
+    """`0.912 +- 0.041` (population std, NaN skipped); one value alone has no spread to show, none gives n/a."""
+    values = pd.Series(values).dropna()
+    if values.empty:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.{digits}f} (one value)"
+    return f"{values.mean():.{digits}f} +- {values.std(ddof=0):.{digits}f}"
 
 
 def summary_line(table: pd.DataFrame, columns: tuple[str, ...] = ("dice", "iou", "hd95")) -> str:
     """`dice 0.912 +- 0.041 | ...` over the rows of a score table."""
-    return " | ".join(f"{c} {table[c].mean():.3f} +- {table[c].std(ddof=0):.3f}" for c in columns if c in table)
+    return " | ".join(f"{c} {mean_std(table[c])}" for c in columns if c in table)

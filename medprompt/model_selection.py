@@ -1,8 +1,8 @@
 """Box-only model selection: score a learner on held-out box-annotated slices, never on their masks.
 
-Each held-out slice contributes the IoU between the tight box around everything
-the model predicts there and its annotated box (the union of its boxes); an
-empty prediction scores 0. The epoch with the best mean is the one a run keeps.
+Each held-out slice contributes the IoU between the box around what the model
+predicts there (its islands dropped as the second pass drops them) and its
+annotated box (the union of its boxes); an empty prediction scores 0. The epoch with the best mean is the one a run keeps.
 """
 
 from __future__ import annotations
@@ -14,17 +14,10 @@ import torch
 from torch import nn
 
 from medprompt.backbones import Backbone
+from medprompt.boxes import main_box
 from medprompt.device import autocast
 
 BATCH = 8
-
-
-def tight_box(mask: np.ndarray) -> np.ndarray | None:
-    """Inclusive (x_min, y_min, x_max, y_max) around the foreground of a 2D mask; None when empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()])
 
 
 def box_area(box: np.ndarray) -> int:
@@ -50,8 +43,9 @@ class BoxSelector:
     """Held-out embeddings and their annotated boxes (in the cropped low-res frame of the backbone's logits)."""
 
     def __init__(self, backbone: Backbone, embeddings: torch.Tensor, low_res_boxes: Sequence[np.ndarray],
-                 image_size: tuple[int, int]):
+                 image_size: tuple[int, int], min_island: float = 0.0):
         self.backbone, self.embeddings, self.image_size = backbone, embeddings, image_size
+        self.min_island = min_island
         self.targets = [union_box(b) for b in low_res_boxes]
 
     def __len__(self) -> int:
@@ -71,7 +65,7 @@ class BoxSelector:
                 logits = self.backbone.decode(embeddings, sparse, dense)
             masks = (self.backbone.spec.crop_low_res(logits, self.image_size)[:, 0] > 0).cpu().numpy()
             for mask, target in zip(masks, self.targets[start : start + BATCH]):
-                box = tight_box(mask)
+                box = main_box(mask, self.min_island)
                 ious.append(0.0 if box is None else box_iou(box, target))
         learner.train(was_training)
         return float(np.mean(ious))

@@ -1,4 +1,4 @@
-"""Automatic segmentation: encoder -> prompt learner -> mask decoder -> mask at the slice's size.
+"""Automatic segmentation: encoder -> prompt learner -> mask decoder (-> box-prompted second pass) -> mask.
 
 No box and no label is needed. The box-prompted path (MedSAM given the tight
 ground-truth boxes) is here too: it is the upper bound the paper compares with.
@@ -17,6 +17,7 @@ from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
+from medprompt.refinement import RefineConfig, refine
 
 
 CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
@@ -43,39 +44,41 @@ def embeddings_for(dataset: PreprocessedDataset, backbone: Backbone, rows: np.nd
 
 
 @torch.no_grad()
-def segment_embeddings(backbone: Backbone, learner: nn.Module, embeddings: torch.Tensor,
-                       size: tuple[int, int]) -> torch.Tensor:
-    """Foreground probabilities [B,H,W] from embeddings, with prompts from the learner."""
+def segment_embeddings(backbone: Backbone, learner: nn.Module, embeddings: torch.Tensor, size: tuple[int, int],
+                       refine_config: RefineConfig = RefineConfig()) -> torch.Tensor:
+    """Foreground probabilities [B,H,W] from embeddings, with prompts from the learner (then refined if enabled)."""
     with autocast(backbone.device):
         sparse, dense = learner(embeddings)
         logits = backbone.decode(embeddings, sparse, dense)
-    return torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
+        probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
+        return refine(backbone, embeddings, probs, size, refine_config)
 
 
 @torch.no_grad()
 def segment_images(backbone: Backbone, learner: nn.Module, images: np.ndarray, batch_size: int = 8,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
     """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
     out = np.zeros(images.shape, dtype=np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = torch.from_numpy(images[start : start + batch_size])
         with autocast(backbone.device):
             embeddings = backbone.encode(batch).float()
-        out[start : start + len(batch)] = segment_embeddings(backbone, learner, embeddings, images.shape[1:]).cpu().numpy()
+        probs = segment_embeddings(backbone, learner, embeddings, images.shape[1:], refine_config)
+        out[start : start + len(batch)] = probs.float().cpu().numpy()
     return out
 
 
 @torch.no_grad()
 def segment_dataset(backbone: Backbone, learner: nn.Module, dataset: PreprocessedDataset, rows: np.ndarray,
-                    batch_size: int = 8, progress: bool = True) -> np.ndarray:
+                    batch_size: int = 8, progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
     """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
     for batch, embeddings in embeddings_for(dataset, backbone, rows, batch_size):
-        probs = segment_embeddings(backbone, learner, embeddings, size)
-        out[[position[r] for r in batch]] = probs.cpu().numpy()
+        probs = segment_embeddings(backbone, learner, embeddings, size, refine_config)
+        out[[position[r] for r in batch]] = probs.float().cpu().numpy()
         bar.update(len(batch))
     bar.close()
     return out

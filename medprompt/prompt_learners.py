@@ -25,10 +25,15 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
     return add
 
 
-def build_prompt_learner(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate a registered prompt learner."""
+def available_prompt_learners() -> list[str]:
+    """Names of the registered prompt learners, the built-in ones included."""
     import medprompt.prompt_module  # noqa: F401  (registers the built-in learners)
 
-    if name not in PROMPT_LEARNERS:
+    return sorted(PROMPT_LEARNERS)
+
+
+def build_prompt_learner(name: str, **kwargs: Any) -> nn.Module:
+    """Instantiate a registered prompt learner."""
+    if name not in available_prompt_learners():
         raise MedpromptError(f"unknown prompt learner {name!r}; available: {sorted(PROMPT_LEARNERS)}")
     return PROMPT_LEARNERS[name](**kwargs)

@@ -41,15 +41,31 @@ def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os
     if len(per_slice) != len(manifest):
         raise MedpromptError(f"per-slice array has {len(per_slice)} slices but the manifest has {len(manifest)} rows")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_names(manifest)
     positions = manifest.reset_index(drop=True).groupby("case", sort=False).indices
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for case, rows in tqdm(positions.items(), desc="reconstruct", unit="case", total=len(positions)):
         table = manifest.iloc[rows]
         meta = VolumeMeta.from_row(table.iloc[0])
         volume = _case_volume(table, per_slice[rows], meta, kind)
-        written.append(write_volume(volume, meta, out_dir / f"{case}{meta.format}"))
+        written.append(write_volume(volume, meta, out_dir / output_name(f"{case}{meta.format}")))
     return written
+
+
+def check_output_names(manifest: pd.DataFrame) -> None:
+    """Refuse, before anything is written, a manifest whose case names would not be plain file names."""
+    for case in manifest.case.unique():
+        output_name(case)
+
+
+def output_name(name: str) -> str:
+    """A file name taken from a manifest, refused when it would leave the output folder (a path, `..`, hidden)."""
+    text = str(name)
+    if not text or text != Path(text).name or text.startswith(".") or "\\" in text or "\0" in text:
+        raise MedpromptError(f"case name {text!r} in the manifest is not a plain file name; outputs are named after "
+                             "their case and must stay in --out")
+    return text
 
 
 def reconstruct_dataset(dataset_dir: str | os.PathLike, array_spec: str, out_dir: str | os.PathLike) -> list[Path]:

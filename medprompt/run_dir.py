@@ -9,19 +9,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from medprompt.backbones import Backbone, load_backbone
 from medprompt.config import read_yaml
 from medprompt.errors import MedpromptError
 from medprompt.prompt_learners import build_prompt_learner
+from medprompt.refinement import RefineConfig
 
 CONFIG = "config.yaml"
 BOXES = "train_boxes.csv"
@@ -30,23 +32,41 @@ CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "prompt_module.safetensors"
 
 
+def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes with its metadata keys in sorted order, so identical weights give identical files
+    (safetensors writes metadata in hash order, which changes from one process to the next)."""
+    data = save(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    ordered = {"__metadata__": dict(sorted(header.pop("__metadata__", {}).items())), **header}
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    return data[:8] + text.ljust(size) + data[8 + size :]
+
+
 @dataclass
 class TrainedModel:
-    """A frozen backbone and a trained prompt learner, ready to predict."""
+    """A frozen backbone, a trained prompt learner and the run's second-pass setting, ready to predict."""
 
     config: dict[str, Any]
     backbone: Backbone
     learner: nn.Module
+    refine: RefineConfig
 
 
-def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None) -> TrainedModel:
-    """Load a finished run: its backbone (checkpoint verified by sha256) and its prompt learner."""
+def finished_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The recorded config of a run whose training has finished (read without loading any model)."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise MedpromptError(f"{run_dir}: not a run directory (no {CONFIG}); train one with `medprompt train`")
     if not (run_dir / WEIGHTS).is_file():
         raise MedpromptError(f"{run_dir}: training has not finished (no {WEIGHTS}); rerun `medprompt train ... --resume`")
-    config = read_yaml(run_dir / CONFIG)
+    return read_yaml(run_dir / CONFIG)
+
+
+def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None) -> TrainedModel:
+    """Load a finished run: its backbone (checkpoint verified by sha256) and its prompt learner."""
+    run_dir = Path(run_dir)
+    config = finished_run_config(run_dir)
     recorded = config["backbone"]
     path = checkpoint if checkpoint is not None else recorded.get("checkpoint")
     backbone = load_backbone(recorded["id"], path, device)
@@ -58,4 +78,4 @@ def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: s
     learner = build_prompt_learner(config["train"]["prompt_learner"])
     learner.load_state_dict(load_file(str(run_dir / WEIGHTS)))
     learner.to(device).eval()
-    return TrainedModel(config, backbone, learner)
+    return TrainedModel(config, backbone, learner, RefineConfig.from_train_config(config["train"]))

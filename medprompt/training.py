@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from medprompt import __version__
@@ -29,14 +28,17 @@ from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
 from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, write_box_csv
 from medprompt.collapse import HEALTHY, CollapseConfig, box_fill, classify
-from medprompt.config import dump_config, read_yaml
+from medprompt.config import apply_overrides, dump_config, merge, read_yaml, user_config_path
+from medprompt.config_rules import Rule, check_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
+from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
-from medprompt.prompt_learners import build_prompt_learner
-from medprompt.run_dir import BOXES, CHECKPOINT, CONFIG, LOG, WEIGHTS
+from medprompt.prompt_learners import available_prompt_learners, build_prompt_learner
+from medprompt.refinement import RefineConfig
+from medprompt.run_dir import BOXES, CHECKPOINT, CONFIG, LOG, WEIGHTS, weights_bytes
 
 
 @dataclass
@@ -73,21 +75,37 @@ def select_training_set(
     shots = train_cfg["shots"]
     if shots is not None:
         if shots > len(candidates):
-            raise MedpromptError(f"--shots {shots}: only {len(candidates)} training slices with the target in {dataset.root}")
+            raise MedpromptError(f"--shots {shots}: the train split of {dataset.root} has only {len(candidates)} "
+                                 f"slices with the target; use --shots {len(candidates)} or fewer, or preprocess more "
+                                 "patients, frames or views into it")
         rng = np.random.default_rng(train_cfg["seed"])
         candidates = np.sort(rng.choice(candidates, size=shots, replace=False))
     ids = [dataset.manifest.slice_id.iloc[r] for r in candidates]
     return TrainingSet(candidates, ids, {s: boxes[s] for s in ids})
 
 
+PROMPT_OFFSETS = ("whole_image_box", "none")
+FRACTION = Rule("number", 0, 1)
+TRAIN_RULES = {
+    "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS),
+    "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
+    "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
+    "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
+    "min_target_area": Rule("int", 1),
+    "refine.enabled": Rule("bool"), "refine.min_island": FRACTION,
+    "selection.split": Rule("choice", choices=("train", "val", "test"), nullable=True),
+    "selection.every": Rule("int", 1), "selection.max_slices": Rule("int", 1),
+    "collapse.empty_below": FRACTION, "collapse.full_above": FRACTION, "collapse.patience": Rule("int", 1),
+    "collapse.max_recoveries": Rule("int", 0),
+    "loss.band_width": Rule("int", 0), "loss.t": Rule("number", 1e-12),
+    "loss.size_bounds": Rule("numbers", 0, 1, length=2, increasing=True),
+    "loss.w_outside": Rule("number", 0), "loss.w_tightness": Rule("number", 0), "loss.w_size": Rule("number", 0),
+}
+
+
 def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The fixed prompts a learner's outputs are added to (`prompt_offset` in the config)."""
-    choice = train_cfg["prompt_offset"]
-    if choice == "whole_image_box":
-        return backbone.whole_image_prompt()
-    if choice == "none":
-        return None
-    raise MedpromptError(f"prompt_offset {choice!r}: choose whole_image_box or none")
+    """The fixed prompts a learner's outputs are added to (`prompt_offset` in the config: PROMPT_OFFSETS)."""
+    return backbone.whole_image_prompt() if train_cfg["prompt_offset"] == "whole_image_box" else None
 
 
 class Trainer:
@@ -139,7 +157,9 @@ class Trainer:
         if len(rows) == 0:
             return None
         low_res = [self.backbone.spec.boxes_to_low_res(boxes[ids[r]], self.image_size) for r in rows]
-        return BoxSelector(self.backbone, torch.from_numpy(cache.read(rows)), low_res, self.image_size)
+        refine = RefineConfig.from_train_config(self.cfg)
+        return BoxSelector(self.backbone, torch.from_numpy(cache.read(rows)), low_res, self.image_size,
+                           refine.min_island if refine.enabled else 0.0)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches of training-set positions; a function of (seed, epoch) alone, so resuming repeats it."""
@@ -243,7 +263,7 @@ class Trainer:
             state = self.best["learner"]
             metadata.update(epoch=str(self.best["epoch"]), val_box_iou=f"{self.best['score']:.4f}")
         with atomic_path(self.run_dir / WEIGHTS) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+            tmp.write_bytes(weights_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata))
 
     def save_checkpoint(self) -> None:
         """Resumable state and the epoch log, each replaced atomically."""
@@ -294,35 +314,72 @@ def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict
     }
 
 
-def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
-          boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the run directory."""
+def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
+                      boxes_csv: str | os.PathLike | None = None, resume: bool = False) -> TrainingSet:
+    """Everything that can be refused before a backbone is loaded: the run folder, the settings, the training slices."""
     run_dir = Path(run_dir)
-    config = run_config(dataset, backbone, train_cfg, checkpoint)
-    prompt_offset(backbone, train_cfg)  # a bad choice is refused before anything is written
+    learners = Rule("choice", choices=tuple(available_prompt_learners()))
+    check_config(train_cfg, {"prompt_learner": learners, **TRAIN_RULES})
     if resume:
         if not (run_dir / CONFIG).is_file():
             raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")
-        recorded = read_yaml(run_dir / CONFIG)
-        for section in ("dataset", "train"):
-            if recorded.get(section) != config[section]:
-                raise MedpromptError(f"{run_dir / CONFIG}: the {section} settings differ from this command's; "
-                                     "resume with the same arguments, or train into a new --out")
         ids = _recorded_ids(run_dir)
-        training_set = TrainingSet(np.array([dataset.index_of[s] for s in ids]), ids, read_box_csv(run_dir / BOXES, dataset))
-    else:
-        if (run_dir / CONFIG).exists():
-            raise MedpromptError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
-        training_set = select_training_set(dataset, train_cfg, boxes_csv)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_box_csv(training_set.boxes, run_dir / BOXES)
-        dump_config(config, run_dir / CONFIG)
-    trainer = Trainer(dataset, backbone, config, run_dir, training_set)
-    if resume and (run_dir / CHECKPOINT).exists():
-        trainer.load_checkpoint()
-    trainer.fit(progress=progress)
+        return TrainingSet(np.array([dataset.index_of[s] for s in ids]), ids, read_box_csv(run_dir / BOXES, dataset))
+    if (run_dir / CONFIG).exists():
+        raise MedpromptError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
+    return select_training_set(dataset, train_cfg, boxes_csv)
+
+
+def setting_differences(recorded: Any, current: Any, prefix: str = "") -> list[str]:
+    """'key: recorded A, now B' for every leaf that differs between two nested configs."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return [line for key in dict.fromkeys([*recorded, *current])
+                for line in setting_differences(recorded.get(key), current.get(key), f"{prefix}{key}.")]
+    if recorded != current:
+        return [f"{prefix.rstrip('.')}: recorded {recorded!r}, now {current!r}"]
+    return []
+
+
+def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
+          boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
+          resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a run; returns the run directory.
+
+    To resume with the recorded settings, pass `resumed_train_config(run_dir)` as `train_cfg`.
+    """
+    run_dir = Path(run_dir)
+    training_set = check_run_request(dataset, train_cfg, run_dir, boxes_csv, resume)
+    config = run_config(dataset, backbone, train_cfg, checkpoint)
+    if resume:
+        recorded = read_yaml(run_dir / CONFIG)
+        differences = setting_differences({k: recorded.get(k) for k in ("dataset", "train")},
+                                          {k: config[k] for k in ("dataset", "train")})
+        if differences:
+            raise MedpromptError(f"{run_dir / CONFIG}: cannot resume, {'; '.join(differences)}; resume without "
+                                 "changing them, or train into a new --out")
+    with exclusive(run_dir, "medprompt train"):
+        if not resume:
+            write_box_csv(training_set.boxes, run_dir / BOXES)
+            dump_config(config, run_dir / CONFIG)
+        trainer = Trainer(dataset, backbone, config, run_dir, training_set)
+        if resume and (run_dir / CHECKPOINT).exists():
+            trainer.load_checkpoint()
+        trainer.fit(progress=progress)
     return run_dir
+
+
+def resumed_train_config(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,
+                         overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The training settings a run recorded, changed only by what the user gives again."""
+    recorded = Path(run_dir) / CONFIG
+    if not recorded.is_file():
+        raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")
+    config = read_yaml(recorded).get("train")
+    if not isinstance(config, dict):
+        raise MedpromptError(f"{recorded}: no `train` section; this run cannot be resumed")
+    if path is not None:
+        config = merge(config, read_yaml(user_config_path(path)))
+    return apply_overrides(config, overrides)
 
 
 def _recorded_ids(run_dir: Path) -> list[str]:

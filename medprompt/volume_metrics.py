@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -27,24 +26,18 @@ from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.ground_truth import image_files, index_ground_truth, read_label_map, recognise_dataset
 from medprompt.head_circumference import head_circumference_mm, read_hc_table
+from medprompt.metrics import dice, mean_std, monai_deprecations_silenced
 from medprompt.volume_io import strip_suffix
 
 CASE_COLUMNS = ("case", "structure", "label", "dice", "hd95_mm", "assd_mm", "gt_voxels", "pred_voxels", "units")
 SLICE_COLUMNS = ("case", "slice_index", "structure", "label", "dice", "iou", "gt_pixels", "pred_pixels", "has_target")
 
 
-def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice of two binary arrays; 1 when both are empty."""
-    total = int(pred.sum()) + int(gt.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, gt).sum()) / total
-
-
 def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...]) -> tuple[float, float]:
     """(HD95, ASSD) between two non-empty binary arrays, in the units of `spacing` (one value per axis)."""
     p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None, None]
     g = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None, None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with monai_deprecations_silenced():
         hd95 = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=list(spacing))
         assd = compute_average_surface_distance(p, g, include_background=True, symmetric=True, spacing=list(spacing))
     return float(hd95.item()), float(assd.item())
@@ -90,6 +83,7 @@ def evaluate_volumes(
     gt_dir: str | os.PathLike,
     labels: Mapping[int, str] | None = None,
     hc_csv: str | os.PathLike | None = None,
+    only: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-case-per-structure 3D scores and per-slice 2D scores of the predictions in `pred_dir`.
 
@@ -97,12 +91,13 @@ def evaluate_volumes(
     matched to ground truth by `medprompt.ground_truth.index_ground_truth`.
     `labels` ({value: name}) chooses the structures; by default those
     predicted anywhere, named after the recognised dataset's config. The
-    returned case table's `attrs` list unmatched files on either side.
+    returned case table's `attrs` list unmatched files on either side. `only`
+    (file names) restricts the predictions to what one `predict` wrote.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise MedpromptError(f"{pred_dir}: prediction folder not found")
-    predictions = {strip_suffix(p): p for p in image_files(pred_dir, recursive=False)}
+    predictions = {strip_suffix(p): p for p in image_files(pred_dir, recursive=False) if only is None or p.name in only}
     if not predictions:
         raise MedpromptError(f"{pred_dir}: no predicted files (.nii.gz, .mhd, .png) found")
     truths = index_ground_truth(gt_dir)
@@ -140,26 +135,19 @@ def format_volume_summary(df: pd.DataFrame, slices: pd.DataFrame | None = None) 
     for name, group in df.groupby("structure", sort=False):
         units = "mm" if (group["units"] == "mm").all() else "px"
         line = (
-            f"{name}: {len(group)} cases, Dice {_mean_std(group.dice)} (min {group.dice.min():.4f}), "
-            f"HD95 {_mean_std(group.hd95_mm)} {units}, ASSD {_mean_std(group.assd_mm)} {units}"
+            f"{name}: {len(group)} cases, Dice {mean_std(group.dice, 4)} (min {group.dice.min():.4f}), "
+            f"HD95 {mean_std(group.hd95_mm, 4)} {units}, ASSD {mean_std(group.assd_mm, 4)} {units}"
         )
         if slices is not None and len(slices):
             on_target = slices[(slices.structure == name) & slices.has_target]
-            line += f", 2D Dice {_mean_std(on_target.dice)} ({len(on_target)} slices)"
+            line += f", 2D Dice {mean_std(on_target.dice, 4)} ({len(on_target)} slices)"
         if "hc_error_mm" in group:
-            line += f", HC error {_mean_std(group.hc_error_mm)} mm"
+            line += f", HC error {mean_std(group.hc_error_mm, 4)} mm"
         lines.append(line)
     unmatched = df.attrs.get("unmatched_predictions") or []
     if unmatched:
         lines.append(f"{len(unmatched)} predictions without ground truth (e.g. {unmatched[0]!r}) were not scored")
     return "\n".join(lines)
-
-
-def _mean_std(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
-        return "n/a"
-    return f"{values.mean():.4f} +- {values.std(ddof=0):.4f}"
 
 
 def _structures(

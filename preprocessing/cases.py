@@ -69,13 +69,18 @@ def target_label(config: Mapping[str, Any]) -> int:
     for value, name in names.items():
         if str(target).lower() in (name.lower(), str(value)):
             return value
-    raise MedpromptError(f"config target {target!r} is not one of the labels {names}")
+    choices = ", ".join(f"{name} ({value})" for value, name in names.items())
+    raise MedpromptError(f"target {target!r} is not one of {config.get('dataset', 'the')} labels: {choices}; "
+                         f"e.g. --set target={next(iter(names.values()))}")
 
 
 def load_image(path: Path) -> tuple[np.ndarray, VolumeMeta]:
-    """Read an image volume and refuse NaN intensities."""
+    """Read an image volume; refuse NaN intensities and a blank image (the readers already refuse zero spacings)."""
     image, meta = read_volume(path)
     check_finite(image, str(path))
+    if image.size == 0 or image.min() == image.max():
+        raise MedpromptError(f"{path}: blank image (every pixel is {image.min() if image.size else 'absent'}); "
+                             "nothing to segment")
     return image, meta
 
 

@@ -21,8 +21,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from medprompt.dataset import SPLITS, write_dataset
+from medprompt.config_rules import Rule, check_config
+from medprompt.dataset import MANIFEST, SLICES, SPLITS, write_dataset
 from medprompt.errors import MedpromptError
+from medprompt.locking import exclusive
 from medprompt.geometry import COLUMNS as GEOMETRY_COLUMNS
 from medprompt.volume_io import META_COLUMNS
 from preprocessing import acdc, camus, hc18
@@ -48,6 +50,18 @@ MANIFEST_COLUMNS = (
 )
 
 
+INTERPOLATIONS = ("nearest", "linear", "cubic")
+PREPROCESS_RULES = {
+    "intensity.percentiles": Rule("numbers", 0, 100, length=2, increasing=True),
+    "intensity.scope": Rule("choice", choices=("volume", "slice")),
+    "geometry.target_spacing": Rule("numbers", 1e-6, length=2, nullable=True),
+    "geometry.size": Rule("int", 16, 4096),
+    "geometry.image_interpolation": Rule("choice", choices=INTERPOLATIONS),
+    "geometry.label_interpolation": Rule("choice", choices=("nearest", "linear")),
+    "splits.seed": Rule("int", 0),
+}
+
+
 def pipeline_for(dataset: str) -> ModuleType:
     """The module that reads a dataset's raw layout."""
     if dataset not in PIPELINES:
@@ -55,18 +69,26 @@ def pipeline_for(dataset: str) -> ModuleType:
     return PIPELINES[dataset]
 
 
-def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, config: dict) -> dict:
+def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathLike, config: dict,
+               overwrite: bool = False) -> dict:
     """Preprocess the raw dataset at `raw_dir` into `out_dir` with a resolved config; return a summary dict.
 
     Cases that cannot be read are skipped and listed in the summary; the
-    dataset is written only when complete.
+    dataset is written only when complete. An existing dataset in `out_dir` is
+    replaced only with `overwrite`.
     """
     module = pipeline_for(dataset)
     if config.get("dataset") != dataset:
         raise MedpromptError(f"config is for dataset {config.get('dataset')!r}, not {dataset!r}")
+    check_config(config, PREPROCESS_RULES)
+    target_label(config)
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise MedpromptError(f"{raw_dir}: raw dataset folder not found")
+    existing = [Path(out_dir) / name for name in (MANIFEST, SLICES) if (Path(out_dir) / name).exists()]
+    if existing and not overwrite:
+        raise MedpromptError(f"{out_dir}: already holds a preprocessed dataset ({existing[0].name}); choose another "
+                             "folder, or pass --overwrite to replace it")
     started = time.perf_counter()
     cases, skipped = module.find_cases(raw_dir, config)
     if not cases:
@@ -87,7 +109,8 @@ def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathL
         "labels": label_names(config),
         "config": config,
     }
-    write_dataset(out_dir, manifest, images, masks, attrs)
+    with exclusive(out_dir, "medprompt preprocess"):
+        write_dataset(out_dir, manifest, images, masks, attrs)
     seconds = time.perf_counter() - started
     return _summary(config, raw_dir, Path(out_dir), manifest, processed, skipped, seconds)
 
@@ -115,9 +138,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     for split in SPLITS:
         if summary["slices"].get(split):
             lines.append(
-                f"  {split:5s}: {summary['cases_per_split'][split]} cases, {summary['slices'][split]} slices, "
-                f"{summary['slices_with_target'][split]} with the target"
+                f"  {split:5s}: {plural(summary['patients_per_split'][split], 'patient')}, "
+                f"{plural(summary['cases_per_split'][split], 'case')}, "
+                f"{plural(summary['slices'][split], 'slice')}, {summary['slices_with_target'][split]} with the target"
             )
+        else:
+            lines.append(f"  {split:5s}: empty (set its share with --set \"splits.sizes={{train: 6, val: 2, test: 4}}\")")
+    origins = summary["split_origins"]
+    for origin in dict.fromkeys(origins.values()):
+        lines.append(f"  {', '.join(s for s in SPLITS if origins.get(s) == origin)}: {origin}")
     if summary["unlabelled_cases"]:
         lines.append(f"  {summary['unlabelled_cases']} cases have no label file (kept, has_label False)")
     if summary["cases_without_spacing"]:
@@ -139,11 +168,34 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def free_split_sizes(processed: list[tuple[RawCase, CaseSlices]], sizes: Mapping[str, int]) -> dict[str, int]:
+    """The split sizes patients without an official split are shared by: the configured ones, less any split
+    the raw layout already fills (ACDC's `testing/` folder)."""
+    official = {raw.split for raw, _ in processed if raw.split is not None}
+    return {split: count for split, count in sizes.items() if split not in official}
+
+
+def split_origins(processed: list[tuple[RawCase, CaseSlices]], config: Mapping[str, Any]) -> dict[str, str]:
+    """How each split was made, for the summary."""
+    official = {raw.split for raw, _ in processed if raw.split is not None}
+    sizes = free_split_sizes(processed, config["splits"]["sizes"])
+    drawn = ", ".join(f"{k} {v}" for k, v in sizes.items())
+    origins = {split: "the raw layout's own split" for split in official}
+    for split in sizes:
+        origins[split] = f"drawn by patient in proportion {drawn} (splits.seed {config['splits']['seed']})"
+    return origins
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 case', '2 cases'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _assemble(
     processed: list[tuple[RawCase, CaseSlices]], config: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
     """Assign splits by patient and stack all cases into one manifest and image/mask arrays."""
-    sizes, seed = config["splits"]["sizes"], int(config["splits"]["seed"])
+    sizes, seed = free_split_sizes(processed, config["splits"]["sizes"]), int(config["splits"]["seed"])
     free = [raw.patient for raw, _ in processed if raw.split is None]
     assignment = assign_splits(free, sizes, seed) if free else {}
     rows = []
@@ -178,6 +230,8 @@ def _summary(
         "cases": len(cases),
         "patients": int(manifest.patient.nunique()),
         "cases_per_split": {s: int((cases.split == s).sum()) for s in SPLITS},
+        "patients_per_split": {s: int(manifest.patient[manifest.split == s].nunique()) for s in SPLITS},
+        "split_origins": split_origins(processed, config),
         "slices": {s: int((manifest.split == s).sum()) for s in SPLITS},
         "slices_with_target": {s: int((manifest.has_target & (manifest.split == s)).sum()) for s in SPLITS},
         "unlabelled_cases": int((~cases.has_label).sum()),

@@ -72,6 +72,34 @@ def test_phantom_dataset_follows_the_contract(phantom_dataset):
     assert "6 cases from 3 patients" in format_summary(summary)
 
 
+def test_splits_without_a_testing_folder_are_drawn_and_a_testing_folder_is_the_test_split(phantom_raw, tmp_path):
+    config = load_config("acdc")
+    summary = preprocess("acdc", phantom_raw, tmp_path / "drawn", config)
+    assert summary["patients_per_split"] == {"train": 1, "val": 1, "test": 1}
+    assert "train, val, test: drawn by patient in proportion train 90, val 10, test 50 (splits.seed 0)" in format_summary(summary)
+    raw = tmp_path / "raw"
+    shutil.copytree(phantom_raw, raw)
+    (raw / "testing").mkdir()
+    shutil.move(raw / "training" / "patient003", raw / "testing" / "patient003")
+    summary = preprocess("acdc", raw, tmp_path / "official", config)
+    manifest = PreprocessedDataset(tmp_path / "official").manifest
+    assert set(manifest.patient[manifest.split == "test"]) == {"patient003"}
+    assert summary["patients_per_split"] == {"train": 1, "val": 1, "test": 1}
+    text = format_summary(summary)
+    assert "test: the raw layout's own split" in text
+    assert "train, val: drawn by patient in proportion train 90, val 10 (splits.seed 0)" in text
+
+
+def test_an_existing_dataset_is_replaced_only_on_request_and_a_wrong_target_is_named(phantom_raw, phantom_dataset):
+    out, _ = phantom_dataset
+    before = (out / "manifest.csv").read_bytes()
+    with pytest.raises(MedpromptError, match="already holds a preprocessed dataset .*--overwrite"):
+        preprocess("acdc", phantom_raw, out, load_config("acdc", overrides=["frames=[ED,ES]"]))
+    with pytest.raises(MedpromptError, match=r"target 'foo' is not one of acdc labels: RV \(1\), myocardium \(2\), LV"):
+        preprocess("acdc", phantom_raw, out, load_config("acdc", overrides=["target=foo"]), overwrite=True)
+    assert (out / "manifest.csv").read_bytes() == before
+
+
 def test_phantom_masks_round_trip_to_source_geometry(phantom_raw, phantom_dataset, tmp_path):
     out, _ = phantom_dataset
     written = reconstruct_dataset(out, f"{out / 'slices.h5'}:mask", tmp_path)

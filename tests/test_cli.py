@@ -102,12 +102,70 @@ def test_train_without_embeddings_says_what_to_run(dataset_copy, tiny_checkpoint
 
 def test_predict_needs_a_finished_run(tmp_path, capsys):
     (tmp_path / "run").mkdir()
-    expect_error(capsys, ["predict", str(tmp_path / "run"), str(tmp_path), "--out", str(tmp_path / "o")],
+    expect_error(capsys, ["predict", str(tmp_path / "run"), str(tmp_path / "run"), "--out", str(tmp_path / "o")],
                  "not a run directory")
 
 
+def test_resume_reads_the_recorded_settings_and_names_a_changed_one(embedded, tiny_checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "3", "--seed", "1", "--epochs", "2",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    (run / "prompt_module.safetensors").unlink()  # as if killed before the end
+    assert main(["train", str(embedded), "--out", str(run), "--resume", "--backbone", "tiny_test",
+                 "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert (run / "prompt_module.safetensors").exists()
+    capsys.readouterr()
+    expect_error(capsys, ["train", str(embedded), "--out", str(run), "--resume", "--shots", "4", "--backbone",
+                          "tiny_test", "--checkpoint", str(tiny_checkpoint)], "train.shots: recorded 3, now 4")
+
+
+def test_requests_that_cannot_work_are_refused_before_any_model_loads(embedded, tiny_checkpoint, tmp_path, capsys,
+                                                                      monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("medprompt.backbones.load_backbone", no_model)
+    monkeypatch.setattr("medprompt.predict_io.load_trained", no_model)
+    expect_error(capsys, ["train", str(embedded), "--out", str(tmp_path / "r"), "--shots", "50"],
+                 "--shots 50: the train split of", "has only 9 slices with the target")
+    assert not (tmp_path / "r").exists()
+    expect_error(capsys, ["train", str(embedded), "--out", str(tmp_path / "r"), "--set", "refine.min_island=3"],
+                 "config key refine.min_island: 3 is not allowed")
+    manifest = pd.read_csv(embedded / "manifest.csv")
+    manifest.loc[manifest.split == "test", "split"] = "train"
+    manifest.to_csv(embedded / "manifest.csv", index=False)
+    expect_error(capsys, ["predict", str(tmp_path), str(embedded), "--split", "test", "--out", str(tmp_path / "p")],
+                 "no slice in split ['test'] (its splits: ['train', 'val'])", "splits.sizes=")
+
+
+def test_predict_never_writes_over_its_inputs(embedded, tmp_path, capsys):
+    image = tmp_path / "in" / "scan.png"
+    image.parent.mkdir()
+    image.write_bytes(b"not overwritten")
+    expect_error(capsys, ["predict", str(tmp_path / "run"), str(image), "--out", str(image.parent)],
+                 f"--out {image.parent}: is the folder of the input {image}")
+    expect_error(capsys, ["predict", str(tmp_path / "run"), str(embedded), "--out", str(embedded / "pred")],
+                 "is the folder of the input")
+    assert image.read_bytes() == b"not overwritten" and not (embedded / "pred").exists()
+
+
+def test_config_verb_lists_and_shows_settable_keys(capsys):
+    assert main(["config"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"  {name} " in listing for name in ("acdc", "camus", "hc18", "train", "paper", "demo"))
+    assert main(["config", "train"]) == 0
+    shown = capsys.readouterr().out
+    assert "refine:" in shown and "# " in shown  # the bundled file, comments included
+    assert main(["config", "paper"]) == 0
+    paper = capsys.readouterr().out
+    assert "prompt_offset: none" in paper and "lr: 0.001" in paper  # train's keys, paper's values
+    assert main(["config", "acdc", "--set", "target=RV"]) == 0
+    assert "target: RV" in capsys.readouterr().out
+    expect_error(capsys, ["config", "nope"], "no bundled config 'nope'")
+
+
 def test_help_of_every_verb(capsys):
-    for verb in ("preprocess", "embed", "train", "predict", "reconstruct", "evaluate", "demo"):
+    for verb in ("preprocess", "embed", "train", "predict", "reconstruct", "evaluate", "demo", "backbones", "config"):
         with pytest.raises(SystemExit) as exit_info:
             main([verb, "--help"])
         assert exit_info.value.code == 0

@@ -11,6 +11,7 @@ import pytest
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.errors import MedpromptError
+from medprompt.head_circumference import read_hc_table
 from medprompt.reconstruct import reconstruct_dataset
 from preprocessing.hc18 import fill_outline
 from preprocessing.phantoms import hc18_image, write_hc18
@@ -97,3 +98,11 @@ def test_real_hc18_round_trip_is_exact(tmp_path):
         annotation = SHARED_DATA / "HC18" / "training_set" / path.name.replace(".png", "_Annotation.png")
         truth = fill_outline(cv2.imread(str(annotation), cv2.IMREAD_GRAYSCALE), annotation)
         np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), truth * 255)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-0.1", ""])
+def test_pixel_sizes_that_are_not_positive_numbers_are_named(tmp_path, value):
+    csv = tmp_path / "training_set_pixel_size_and_HC.csv"
+    csv.write_text(f"filename,pixel size(mm),head circumference (mm)\n000_HC.png,0.07,44.3\n001_HC.png,{value},56.8\n")
+    with pytest.raises(MedpromptError, match="pixel_size_mm of '001_HC.png' is .*, not a positive number"):
+        read_hc_table(csv)

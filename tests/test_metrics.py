@@ -1,9 +1,10 @@
 """Per-slice Dice / IoU / HD95 on shapes with known answers."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from medprompt.metrics import slice_scores
+from medprompt.metrics import mean_std, slice_scores
 
 
 def test_known_overlap_distance_and_empties():
@@ -19,3 +20,9 @@ def test_known_overlap_distance_and_empties():
     assert scores.hd95[0] == pytest.approx(2.0, abs=0.3)
     assert scores.dice[1] == 0 and np.isnan(scores.hd95[1])
     assert scores.dice[2] == 1 and scores.hd95[2] == 0
+
+
+def test_mean_std_shows_no_spread_for_one_value_and_skips_nan():
+    assert mean_std(pd.Series([0.5, 0.7, np.nan])) == "0.600 +- 0.100"
+    assert mean_std(pd.Series([0.91234]), 4) == "0.9123 (one value)"
+    assert mean_std(pd.Series([np.nan])) == "n/a"

@@ -4,15 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.model_selection import BoxSelector, box_iou, tight_box, union_box
+from medprompt.boxes import main_box
+from medprompt.model_selection import BoxSelector, box_iou, union_box
 from tiny_backbone import build_tiny_backbone
 
 
 def test_box_geometry_by_hand():
     mask = np.zeros((10, 10), bool)
     mask[2:5, 3:8] = True
-    assert tight_box(mask).tolist() == [3, 2, 7, 4]
-    assert tight_box(np.zeros((4, 4), bool)) is None
+    assert main_box(mask).tolist() == [3, 2, 7, 4]
+    assert main_box(np.zeros((4, 4), bool)) is None
+    mask[9, 9] = True  # a 1-pixel island: 1/15 of the main component
+    assert main_box(mask).tolist() == [3, 2, 9, 9]
+    assert main_box(mask, min_island=0.1).tolist() == [3, 2, 7, 4]
+    assert main_box(mask, min_island=0.05).tolist() == [3, 2, 9, 9]
     assert box_iou(np.array([0, 0, 3, 3]), np.array([2, 2, 5, 5])) == pytest.approx(4 / 28)  # 16 + 16 - 4
     assert box_iou(np.array([0, 0, 1, 1]), np.array([5, 5, 6, 6])) == 0.0
     assert union_box(np.array([[10, 12, 20, 22], [5, 30, 8, 40]])).tolist() == [5, 12, 20, 40]

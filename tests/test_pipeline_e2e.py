@@ -61,6 +61,12 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path)
     np.testing.assert_array_equal(predicted.affine, source.affine)
     assert predicted.header.get_zooms() == source.header.get_zooms()
 
+    # a bad file among the inputs is refused before anything is written
+    blank = tmp_path / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((30, 30, 3), np.float32), np.eye(4)), blank)
+    assert main(["predict", str(run), str(volume_path), str(blank), "--out", str(tmp_path / "two")]) == 2
+    assert not (tmp_path / "two").exists()
+
     # dataset in: predictions.h5 + one volume per case, then 3D scores in mm against the raw labels
     pred = tmp_path / "pred"
     assert main(["predict", str(run), str(data), "--out", str(pred)]) == 0
@@ -74,3 +80,20 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path)
     assert main(["reconstruct", str(data), f"{data / 'slices.h5'}:mask", "--out", str(tmp_path / "rt")]) == 0
     assert main(["evaluate", str(tmp_path / "rt"), str(raw_acdc), "--out", str(tmp_path / "rt.csv")]) == 0
     assert pd.read_csv(tmp_path / "rt.csv").dice.min() >= 0.99
+
+    # an interrupted predict into that folder leaves it refused by evaluate; a complete one scores only its own files
+    import medprompt.predict_io as predict_io
+
+    original = predict_io.reconstruct
+    try:
+        predict_io.reconstruct = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+        assert main(["predict", str(run), str(data), "--out", str(pred), "--split", "train"]) == 130
+    finally:
+        predict_io.reconstruct = original
+    assert main(["evaluate", str(pred), str(raw_acdc), "--out", str(tmp_path / "again.csv")]) == 2
+    assert not (tmp_path / "again.csv").exists()
+    assert main(["predict", str(run), str(data), "--out", str(pred), "--split", "val"]) == 0
+    assert len(list(pred.glob("*.nii.gz"))) == 4  # the earlier volumes are still there ...
+    assert main(["evaluate", str(pred), str(raw_acdc), "--out", str(tmp_path / "val.csv")]) == 0
+    val_cases = set(PreprocessedDataset(data).manifest.query("split == 'val'").case)
+    assert set(pd.read_csv(tmp_path / "val.csv").case) == val_cases  # ... but only this predict's are scored

@@ -128,3 +128,19 @@ def test_array_spec_and_misaligned_arrays(tmp_path):
     manifest = pd.read_csv(tmp_path / "data" / "manifest.csv")
     with pytest.raises(MedpromptError, match="2 slices but the manifest has 1"):
         reconstruct(manifest, np.zeros((2, 512, 512), np.uint8), tmp_path / "out")
+
+
+@pytest.mark.parametrize("case", ["../escaped", "/tmp/absolute", "sub/dir", ".hidden", ""])
+def test_case_names_that_would_leave_the_output_folder_are_refused_before_writing(nifti_volume, tmp_path, case):
+    manifest, images = preprocess_input(nifti_volume, load_config("acdc"))
+    manifest["case"] = case
+    with pytest.raises(MedpromptError, match="is not a plain file name"):
+        reconstruct(manifest, np.zeros_like(images), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.nii.gz").exists()
+
+
+def test_blank_images_are_refused(tmp_path):
+    blank = tmp_path / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((20, 20, 2), 7.0, np.float32), np.eye(4)), blank)
+    with pytest.raises(MedpromptError, match="blank.nii.gz: blank image .every pixel is 7.0."):
+        preprocess_input(blank, load_config("acdc"))

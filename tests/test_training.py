@@ -1,12 +1,19 @@
 """Training from boxes: few-shot subsets, learning, checkpoints and exact resumption."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
+from medprompt.run_dir import weights_bytes
 from medprompt.training import Trainer, select_training_set, train
 from tiny_backbone import NO_COLLAPSE_CHECK
 
@@ -32,7 +39,7 @@ def test_few_shot_subset_is_seeded_and_only_train_slices_with_target(setup):
     assert a.slice_ids != c.slice_ids
     rows = dataset.manifest.set_index("slice_id").loc[a.slice_ids]
     assert (rows.split == "train").all() and rows.has_target.all()
-    with pytest.raises(MedpromptError, match="--shots 50: only 9 training slices"):
+    with pytest.raises(MedpromptError, match="--shots 50: the train split of .* has only 9 slices"):
         select_training_set(dataset, config(shots=50))
 
 
@@ -80,7 +87,7 @@ def test_resume_gives_the_same_weights(setup, tmp_path, monkeypatch):
 def test_resume_refuses_other_settings(setup, tmp_path):
     dataset, backbone = setup
     train(dataset, backbone, config(epochs=1, shots=2), tmp_path / "run", progress=False)
-    with pytest.raises(MedpromptError, match="train settings differ"):
+    with pytest.raises(MedpromptError, match="cannot resume, train.shots: recorded 2, now 3"):
         train(dataset, backbone, config(epochs=1, shots=3), tmp_path / "run", resume=True, progress=False)
 
 
@@ -91,3 +98,17 @@ def test_user_boxes_define_the_training_set(setup, tmp_path):
     chosen = select_training_set(dataset, config(), csv)
     assert chosen.slice_ids == ["case03_s00", "case04_s01"]
     assert chosen.boxes["case03_s00"].tolist() == [[10, 10, 30, 30], [40, 40, 50, 50]]
+
+
+def test_identical_weights_give_identical_files_in_any_process(tmp_path):
+    code = ("import hashlib, torch\nfrom medprompt.run_dir import weights_bytes\n"
+            "data = weights_bytes({'w': torch.arange(6.0), 'b': torch.ones(2)}, "
+            "{'prompt_learner': 'conv_fc', 'medprompt_version': '0', 'epoch': '5', 'val_box_iou': '0.5000'})\n"
+            "print(hashlib.sha256(data).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                              capture_output=True, text=True, check=True).stdout for seed in range(4)}
+    assert len(digests) == 1
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(weights_bytes({"w": torch.arange(6.0)}, {"epoch": "5", "a": "1"}))
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == {"a": "1", "epoch": "5"} and f.get_tensor("w").tolist() == list(range(6))

@@ -1,0 +1,49 @@
+"""Second pass at prediction: the learned prompt's mask gives a box, the frozen backbone prompted with it gives the mask.
+
+SAM-SP's self-prompting, used at inference only. The backbone is at its best
+with a box (its box-prompted Dice is the upper bound), so a rough first mask is
+turned into the box it implies, after dropping islands far smaller than its
+main component, and the backbone redraws the structure inside it. A slice whose
+first mask is empty stays empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from medprompt.backbones import Backbone
+from medprompt.boxes import main_box
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """`refine` section of a training config (recorded with the run; read again at prediction)."""
+
+    enabled: bool = False
+    min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
+
+    @classmethod
+    def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
+        """The run's setting (checked by the training rules); runs recorded before it existed don't refine."""
+        return cls(**(train_cfg.get("refine") or {}))
+
+
+@torch.no_grad()
+def refine(backbone: Backbone, embeddings: torch.Tensor, probs: torch.Tensor, size: tuple[int, int],
+           config: RefineConfig) -> torch.Tensor:
+    """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
+    if not config.enabled:
+        return probs
+    masks = (probs > 0.5).cpu().numpy()
+    boxes = [main_box(mask, config.min_island) for mask in masks]
+    keep = [i for i, box in enumerate(boxes) if box is not None]
+    if not keep:
+        return probs
+    logits = backbone.prompt(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
+    out = probs.clone()
+    out[keep] = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].to(out.dtype)
+    return out

@@ -1,0 +1,53 @@
+"""Config values checked against their rules before any work: the key, the value and what is allowed."""
+
+import pytest
+
+from medprompt.config import load_config
+from medprompt.config_rules import Rule, check_config
+from medprompt.errors import MedpromptError
+from medprompt.training import TRAIN_RULES
+from preprocessing.pipeline import PREPROCESS_RULES
+
+
+def test_rules_accept_and_refuse_by_hand():
+    assert Rule("int", 1).accepts(3) and not Rule("int", 1).accepts(0) and not Rule("int", 1).accepts(2.5)
+    assert not Rule("int", 1).accepts(True) and not Rule("int", 1).accepts("4")
+    assert Rule("number", 0, 1).accepts(0.5) and not Rule("number", 0, 1).accepts(float("nan"))
+    assert Rule("int", 1, nullable=True).accepts(None) and not Rule("int", 1).accepts(None)
+    assert Rule("numbers", 0, 100, length=2, increasing=True).accepts([0.5, 99.5])
+    assert not Rule("numbers", 0, 100, length=2, increasing=True).accepts([99.5, 0.5])
+    assert not Rule("numbers", 0, 100, length=2).accepts(5)
+    assert Rule("choice", choices=("a", "b")).accepts("b") and not Rule("choice", choices=("a", "b")).accepts("c")
+    assert Rule("number", 0, 1).describe() == "a number in [0, 1]"
+    assert Rule("int", 1, nullable=True).describe() == "null or a whole number >= 1"
+
+
+def test_bundled_configs_follow_their_rules():
+    for name in ("train", "paper"):
+        check_config(load_config("train", name if name != "train" else None), TRAIN_RULES)
+    for name in ("acdc", "camus", "hc18"):
+        check_config(load_config(name), PREPROCESS_RULES)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=abc", "config key epochs: 'abc' is not allowed; it takes a whole number >= 1 (--set epochs=...)"),
+    ("batch_size=0", "config key batch_size: 0 is not allowed"),
+    ("loss.size_bounds=0.5", "config key loss.size_bounds: 0.5 is not allowed; it takes a list of 2 numbers in [0, 1]"),
+    ("selection.split=tset", "config key selection.split: 'tset' is not allowed; it takes null or one of"),
+    ("refine.enabled=maybe", "config key refine.enabled: 'maybe' is not allowed; it takes true or false"),
+])
+def test_train_overrides_outside_their_rules_are_named(override, message):
+    with pytest.raises(MedpromptError) as info:
+        check_config(load_config("train", overrides=[override]), TRAIN_RULES)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("intensity.percentiles=[0.5, 150]", "intensity.percentiles"),
+    ("geometry.size=-4", "geometry.size"),
+    ("geometry.target_spacing=[0, 1]", "geometry.target_spacing"),
+    ("geometry.image_interpolation=bicubic", "geometry.image_interpolation"),
+])
+def test_preprocess_overrides_outside_their_rules_are_named(override, key):
+    with pytest.raises(MedpromptError, match=f"config key {key}:"):
+        check_config(load_config("acdc", overrides=[override]), PREPROCESS_RULES)

@@ -1,0 +1,61 @@
+"""The box-prompted second pass: which box it prompts with, what it leaves alone, and its config."""
+
+import numpy as np
+import pytest
+import torch
+
+from medprompt.refinement import RefineConfig, refine
+from tiny_backbone import build_tiny_backbone
+
+SIZE = (64, 80)
+
+
+@pytest.fixture
+def backbone_with_recorded_prompts(monkeypatch):
+    """The tiny backbone, whose box-prompted pass records its boxes and answers a full box-shaped logit map."""
+    backbone = build_tiny_backbone(seed=0).freeze()
+    calls = []
+
+    def prompt(embeddings, boxes, image_size):
+        calls.append((len(embeddings), np.asarray(boxes).tolist(), image_size))
+        return torch.full((len(embeddings), 1, 256, 256), 8.0)
+
+    monkeypatch.setattr(backbone, "prompt", prompt)
+    return backbone, calls
+
+
+def first_pass() -> torch.Tensor:
+    """Three slices: a blob with a far 2-pixel island, nothing, a lone square."""
+    probs = torch.zeros(3, *SIZE)
+    probs[0, 10:30, 20:40] = 0.9  # 400 pixels
+    probs[0, 60:62, 70] = 0.8     # 2 pixels: 0.005 of the blob
+    probs[2, 5:8, 5:8] = 0.7
+    return probs
+
+
+def test_second_pass_prompts_the_box_without_small_islands_and_leaves_empty_slices_empty(backbone_with_recorded_prompts):
+    backbone, calls = backbone_with_recorded_prompts
+    out = refine(backbone, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.02))
+    assert calls == [(2, [[20, 10, 39, 29], [5, 5, 7, 7]], SIZE)]
+    assert torch.all(out[1] == 0)
+    assert torch.all(out[[0, 2]] > 0.99)
+
+
+def test_islands_widen_the_box_at_min_island_zero(backbone_with_recorded_prompts):
+    backbone, calls = backbone_with_recorded_prompts
+    refine(backbone, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.0))
+    assert calls[0][1][0] == [20, 10, 70, 61]
+
+
+def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_prompts):
+    backbone, calls = backbone_with_recorded_prompts
+    probs = first_pass()
+    assert refine(backbone, torch.zeros(3, 256, 64, 64), probs, SIZE, RefineConfig(enabled=False)) is probs
+    empty = torch.full((2, *SIZE), 0.1)
+    assert refine(backbone, torch.zeros(2, 256, 64, 64), empty, SIZE, RefineConfig(enabled=True)) is empty
+    assert calls == []
+
+
+def test_config_from_a_run():
+    assert RefineConfig.from_train_config({}) == RefineConfig(enabled=False)
+    assert RefineConfig.from_train_config({"refine": {"enabled": True, "min_island": 0.02}}) == RefineConfig(True, 0.02)
