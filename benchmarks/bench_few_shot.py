@@ -36,7 +36,7 @@ from medprompt.predict_io import predict_dataset
 from medprompt.run_dir import load_trained
 from medprompt.training import train
 from medprompt.volume_metrics import evaluate_volumes
-from preprocessing.pipeline import preprocess
+from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, preprocess
 
 SPLITS = "splits.sizes={train: 6, val: 2, test: 4}"
 
@@ -112,7 +112,8 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
         selection[seed] = (val_box_iou(run), dice)
         extra = ""
         if task.volumes:
-            cases, _ = evaluate_volumes(run / "test", args.data / task.raw, labels={task.label: name})
+            cases, _ = evaluate_volumes(run / "test", args.data / task.raw, labels={task.label: name},
+                                        layouts=GROUND_TRUTH_LAYOUTS)
             extra = f", 3D Dice {cases.dice.mean():.3f}, HD95 {cases.hd95_mm.mean():.2f} mm"
         lines.append(f"{name:<9} seed {seed}: 2D Dice {dice:.3f}{first_pass}{extra} ({shots} shots, {timing}, "
                      f"val box IoU {selection[seed][0]:.3f})")

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from medprompt.dataset import PreprocessedDataset
+from medprompt.box_table import BOX_COLUMNS, read_table
 from medprompt.errors import MedpromptError
+from medprompt.source_boxes import map_source_boxes
 
-BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 Boxes = dict[str, np.ndarray]
 
 
@@ -54,27 +55,6 @@ def boxes_from_dataset(dataset: PreprocessedDataset, rows: np.ndarray, label: in
     return {sid: boxes_from_mask(m == label, min_area) for sid, m in zip(ids, masks)}
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...], what: str = "box file",
-               allow_empty: bool = False) -> pd.DataFrame:
-    """A CSV with the `required` columns (and at least one row unless allowed), or a one-line error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MedpromptError(f"{path}: {what} not found")
-    try:
-        table = pd.read_csv(path, dtype={"slice_id": str, "case": str})
-    except pd.errors.EmptyDataError:
-        raise MedpromptError(f"{path}: {what} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MedpromptError(f"{path}: not a readable CSV ({exc})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise MedpromptError(f"{path}: missing columns {missing}; expected {','.join(required)}")
-    if table.empty and not allow_empty:
-        raise MedpromptError(f"{path}: {what} has a header but no boxes")
-    return table
-
-
 def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes:
     """Boxes in preprocessed slice pixels, validated, from either CSV layout.
 
@@ -89,8 +69,6 @@ def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes
             raise MedpromptError(
                 f"{path}: needs slice_id (preprocessed pixels) or case and slice_index (source pixels) columns"
             )
-        from medprompt.source_boxes import map_source_boxes
-
         table = map_source_boxes(path, dataset.manifest)
     unknown = sorted(set(table.slice_id) - set(dataset.index_of))
     if unknown:
@@ -108,7 +86,8 @@ def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes
             f"is outside the {width}x{height} image or has x_min > x_max / y_min > y_max"
         )
     rounded = np.stack([np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)], axis=1).astype(np.int64)
-    return {sid: rounded[idx] for sid, idx in table.groupby("slice_id", sort=False).indices.items()}
+    # a box given twice is one box (np.unique also orders a slice's boxes)
+    return {sid: np.unique(rounded[idx], axis=0) for sid, idx in table.groupby("slice_id", sort=False).indices.items()}
 
 
 def write_box_csv(boxes: Boxes, path: str | os.PathLike) -> None:

@@ -104,10 +104,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from medprompt.device import resolve_device
     from medprompt.predict_io import predict_inputs
+    from preprocessing.pipeline import preprocess_input
 
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
-                             refine=args.refine)
+                             refine=args.refine, prepare=preprocess_input)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -120,8 +121,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from medprompt.evaluation import evaluate
+    from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
-    print(evaluate(args.pred_dir, args.gt_dir, args.out, hc_csv=args.hc_csv))
+    print(evaluate(args.pred_dir, args.gt_dir, args.out, hc_csv=args.hc_csv, layouts=GROUND_TRUTH_LAYOUTS))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -145,13 +147,18 @@ def cmd_config(args: argparse.Namespace) -> None:
         print(show_config(args.name, args.config, args.overrides), end="")
 
 
-DATASETS = ["acdc", "camus", "hc18"]
+def dataset_names() -> list[str]:
+    """The registered dataset adapters (`preprocessing.pipeline.PIPELINES`)."""
+    from preprocessing.pipeline import PIPELINES
+
+    return list(PIPELINES)
 
 
 def add_preprocess(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", choices=DATASETS, help="which dataset layout RAW_DIR holds: acdc, camus or hc18")
-    p.add_argument("raw_dir", type=Path, metavar="RAW_DIR", help="the dataset folder as downloaded (e.g. ACDC/, "
-                   "holding training/ and optionally testing/)")
+    p.add_argument("dataset", choices=dataset_names(), help="which layout RAW_DIR holds: acdc, camus, hc18 as "
+                   "downloaded, or folder (your own NIfTI / MHD / PNG files, labels optional)")
+    p.add_argument("raw_dir", type=Path, metavar="RAW_DIR", help="the dataset folder (e.g. ACDC/, holding training/ "
+                   "and optionally testing/; or your folder of images)")
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write slices.h5 and manifest.csv into")
     p.add_argument("--overwrite", action="store_true", help="replace a preprocessed dataset already in OUT_DIR")
     _add_config(p, "acdc")
@@ -221,14 +228,15 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("medprompt_demo"), help="output folder (default: medprompt_demo)")
     p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
-    p.add_argument("--dataset", default="acdc", choices=DATASETS, help="layout of --data (default: acdc)")
+    p.add_argument("--dataset", default="acdc", choices=[d for d in dataset_names() if d != "folder"],
+                   help="layout of --data (default: acdc)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: the demo's)")
     _add_device(p)
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None, metavar="NAME",
-                   help="a bundled config: acdc, camus, hc18 (preprocess), train, paper (train --config paper), demo; "
+                   help="a bundled config: acdc, camus, hc18, folder (preprocess), train, paper (train --config paper), demo; "
                         "none lists them")
     p.add_argument("--config", type=Path, default=None, help="a YAML file to apply on top, as the verbs would")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -241,7 +249,8 @@ VERBS: list[tuple[str, Callable, Callable, str, str]] = [
      "the structure to segment is the config's `target`; splits are drawn by patient (the summary says how).\n"
      "examples: medprompt preprocess acdc ~/data/ACDC data/acdc --set target=RV\n"
      "          medprompt preprocess camus ~/data/CAMUS data/camus --set \"views=[2CH,4CH]\" --set \"frames=[ED,ES]\"\n"
-     "          medprompt config acdc      (every key and its default)"),
+     "          medprompt preprocess folder my_scans/ data/mine --set \"labels={1: liver}\" --set target=liver\n"
+     "          medprompt config acdc      (every key and its default; `config folder` for your own images)"),
     ("embed", cmd_embed, add_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
      "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
      "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth"),

@@ -44,7 +44,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise MedpromptError(f"{path}: config file not found") from None
     except yaml.YAMLError as exc:
-        raise MedpromptError(f"{path}: not valid YAML ({exc})") from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise MedpromptError(f"{path}: not valid YAML{line} ({getattr(exc, 'problem', None) or 'unreadable'})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -100,8 +100,9 @@ class PreprocessedDataset:
             if "image" not in f:
                 raise MedpromptError(f"{self.slices_path}: no 'image' array")
             shape = f["image"].shape
-            if len(shape) != 3:
-                raise MedpromptError(f"{self.slices_path}: 'image' must be [N,H,W], got {shape}")
+            if len(shape) != 3 or f["image"].dtype != np.uint8:
+                raise MedpromptError(f"{self.slices_path}: 'image' must be uint8 [N,H,W] (as `medprompt preprocess` "
+                                     f"writes it), got {f['image'].dtype} {shape}")
             if shape[0] != len(self.manifest):
                 raise MedpromptError(
                     f"{self.slices_path}: 'image' has {shape[0]} slices but {self.manifest_path} has "

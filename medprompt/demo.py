@@ -32,7 +32,7 @@ from medprompt.run_dir import load_trained
 from medprompt.training import train
 from medprompt.volume_metrics import evaluate_volumes
 from preprocessing import phantoms
-from preprocessing.pipeline import format_summary, preprocess
+from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, format_summary, preprocess
 
 MARKER = ".medprompt_demo"
 HELD_OUT = ("test",)  # the val patients' boxes choose the epoch, so only the test patients are unseen
@@ -62,7 +62,7 @@ def synthesise(dataset: str, root: Path, patients: int, seed: int) -> Path:
 def score(pred_dir: Path, raw: Path, run_dir: Path, name: str) -> pd.DataFrame:
     """3D per-case and 2D per-slice scores of a prediction folder, written beside the run."""
     hc_csv = raw / HC_CSV if (raw / HC_CSV).exists() else None
-    cases, slices = evaluate_volumes(pred_dir, raw, hc_csv=hc_csv)
+    cases, slices = evaluate_volumes(pred_dir, raw, hc_csv=hc_csv, layouts=GROUND_TRUTH_LAYOUTS)
     cases.to_csv(run_dir / f"{name}_volumes.csv", index=False)
     slices.to_csv(run_dir / f"{name}_slices.csv", index=False)
     return cases

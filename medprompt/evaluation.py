@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from medprompt.atomic import atomic_path
 from medprompt.dataset import MANIFEST, PreprocessedDataset
 from medprompt.errors import MedpromptError
+from medprompt.ground_truth import GroundTruthLayout
 from medprompt.metrics import slice_scores, summary_line
 from medprompt.predict_io import PREDICTIONS, completed_outputs, read_predictions
 
@@ -45,8 +47,11 @@ def evaluate_slices(pred_dir: Path, dataset_dir: Path) -> pd.DataFrame:
 
 
 def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | os.PathLike,
-             hc_csv: str | os.PathLike | None = None) -> str:
-    """Score, write the CSV (and a summary CSV beside it), and return the printable summary."""
+             hc_csv: str | os.PathLike | None = None, layouts: Sequence[GroundTruthLayout] = ()) -> str:
+    """Score, write the CSV (and a summary CSV beside it), and return the printable summary.
+
+    `layouts` are the dataset adapters' ground-truth layouts, for a raw download as GT_DIR.
+    """
     pred_dir, gt_dir, out = Path(pred_dir), Path(gt_dir), Path(out)
     if not pred_dir.is_dir():
         raise MedpromptError(f"{pred_dir}: prediction folder not found")
@@ -66,7 +71,7 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
         return "\n".join(lines)
     from medprompt.volume_metrics import evaluate_volumes, format_volume_summary
 
-    volumes, slices = evaluate_volumes(pred_dir, gt_dir, hc_csv=hc_csv, only=outputs)
+    volumes, slices = evaluate_volumes(pred_dir, gt_dir, hc_csv=hc_csv, only=outputs, layouts=layouts)
     with atomic_path(out) as tmp:
         volumes.to_csv(tmp, index=False)
     slices_out = out.with_name(out.stem + "_slices.csv")

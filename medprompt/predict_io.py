@@ -12,7 +12,7 @@ import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -81,7 +81,13 @@ def read_predictions(pred_dir: Path) -> tuple[pd.DataFrame, np.ndarray, int]:
             masks, label = f["mask"][:], int(f.attrs["target_label"])
     except (OSError, KeyError) as exc:
         raise MedpromptError(f"{path}: not a predictions file written by `medprompt predict` ({exc})") from None
-    manifest = pd.read_csv(Path(pred_dir) / MANIFEST, dtype={"slice_id": str, "case": str, "frame": str})
+    manifest_path = Path(pred_dir) / MANIFEST
+    if not manifest_path.is_file():
+        raise MedpromptError(f"{manifest_path}: missing; {path.name} cannot be matched to its slices without it")
+    manifest = pd.read_csv(manifest_path, dtype={"slice_id": str, "case": str, "frame": str})
+    if masks.ndim != 3 or len(masks) != len(manifest) or "slice_id" not in manifest.columns:
+        raise MedpromptError(f"{path}: mask shape {masks.shape} does not match the {len(manifest)} rows of "
+                             f"{manifest_path.name} (each row one [H,W] slice, with a slice_id)")
     return manifest, masks, label
 
 
@@ -117,17 +123,25 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
     return written
 
 
-def prepare_file(path: Path, run_config: dict) -> tuple[pd.DataFrame, np.ndarray]:
-    """One raw image file through the run's preprocessing (manifest rows, slices), refused before any model loads."""
-    from preprocessing.pipeline import preprocess_input
+Preparer = Callable[[Path, dict], tuple[pd.DataFrame, np.ndarray]]  # (file, preprocessing config) -> manifest, slices
 
+
+def prepare_file(path: Path, run_config: dict, prepare: Preparer | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """One raw image file through the run's preprocessing (manifest rows, slices), refused before any model loads.
+
+    `prepare` is the dataset adapters' preprocessing of one file (the command line passes it; the library
+    does not know the datasets).
+    """
+    if prepare is None:
+        raise MedpromptError(f"{path}: predicting an image file needs the dataset preprocessing; use `medprompt "
+                             "predict` or pass preprocessing.pipeline.preprocess_input")
     config = run_config["dataset"].get("preprocessing")
     if not config:
         raise MedpromptError(
             f"{path}: the run was trained on a dataset without a recorded preprocessing config, so raw files "
             "cannot be preprocessed the same way; give a preprocessed dataset folder instead"
         )
-    manifest, images = preprocess_input(path, config)
+    manifest, images = prepare(path, config)
     check_output_names(manifest)
     return manifest, images
 
@@ -160,10 +174,11 @@ def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None
 
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
-                   box_prompt: bool = False, refine: bool | None = None) -> list[Path]:
+                   box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None) -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
-    `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass setting.
+    `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
+    setting; `prepare` preprocesses image-file inputs (see `prepare_file`).
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
@@ -171,7 +186,7 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     if box_prompt and files:
         raise MedpromptError(f"{files[0]}: --box-prompt needs a preprocessed dataset folder with masks")
     run_config = finished_run_config(run_dir)
-    prepared = [prepare_file(path, run_config) for path in files]
+    prepared = [prepare_file(path, run_config, prepare) for path in files]
     model = load_trained(run_dir, device, checkpoint)
     if refine is not None:
         model.refine = replace(model.refine, enabled=refine)

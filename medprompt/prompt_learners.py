@@ -11,29 +11,23 @@ from typing import Any, Callable
 from torch import nn
 
 from medprompt.errors import MedpromptError
+from medprompt.prompt_module import ConvFCPromptModule
 
-PROMPT_LEARNERS: dict[str, Callable[..., nn.Module]] = {}
+PROMPT_LEARNERS: dict[str, Callable[..., nn.Module]] = {"conv_fc": ConvFCPromptModule}
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator adding a prompt learner under `name`."""
-
-    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        PROMPT_LEARNERS[name] = factory
-        return factory
-
-    return add
+def register_prompt_learner(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Add a prompt learner (a module class or factory) under `name`."""
+    PROMPT_LEARNERS[name] = factory
 
 
 def available_prompt_learners() -> list[str]:
-    """Names of the registered prompt learners, the built-in ones included."""
-    import medprompt.prompt_module  # noqa: F401  (registers the built-in learners)
-
+    """Names of the registered prompt learners."""
     return sorted(PROMPT_LEARNERS)
 
 
 def build_prompt_learner(name: str, **kwargs: Any) -> nn.Module:
     """Instantiate a registered prompt learner."""
-    if name not in available_prompt_learners():
-        raise MedpromptError(f"unknown prompt learner {name!r}; available: {sorted(PROMPT_LEARNERS)}")
+    if name not in PROMPT_LEARNERS:
+        raise MedpromptError(f"unknown prompt learner {name!r}; available: {available_prompt_learners()}")
     return PROMPT_LEARNERS[name](**kwargs)

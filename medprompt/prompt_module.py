@@ -18,13 +18,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medprompt.prompt_learners import register
-
 EMBED_DIM = 256
 NUM_TOKENS = 2
 
 
-@register("conv_fc")
 class ConvFCPromptModule(nn.Module):
     """Image embedding [B,256,64,64] -> sparse [B,2,256] and dense [B,256,64,64] prompt embeddings.
 

@@ -25,6 +25,7 @@ class RefineConfig:
 
     enabled: bool = False
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
+    distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
 
     @classmethod
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
@@ -33,17 +34,25 @@ class RefineConfig:
 
 
 @torch.no_grad()
+def second_pass(backbone: Backbone, embeddings: torch.Tensor, masks: np.ndarray, size: tuple[int, int],
+                min_island: float) -> tuple[list[int], torch.Tensor | None]:
+    """The slices whose first mask [B,H,W] (slice frame) is not empty, and their box-prompted low-res logits."""
+    boxes = [main_box(mask, min_island) for mask in masks]
+    keep = [i for i, box in enumerate(boxes) if box is not None]
+    if not keep:
+        return keep, None
+    return keep, backbone.prompt(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
+
+
+@torch.no_grad()
 def refine(backbone: Backbone, embeddings: torch.Tensor, probs: torch.Tensor, size: tuple[int, int],
            config: RefineConfig) -> torch.Tensor:
     """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
     if not config.enabled:
         return probs
-    masks = (probs > 0.5).cpu().numpy()
-    boxes = [main_box(mask, config.min_island) for mask in masks]
-    keep = [i for i, box in enumerate(boxes) if box is not None]
+    keep, logits = second_pass(backbone, embeddings, (probs > 0.5).cpu().numpy(), size, config.min_island)
     if not keep:
         return probs
-    logits = backbone.prompt(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
     out = probs.clone()
     out[keep] = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].to(out.dtype)
     return out

@@ -3,7 +3,7 @@
     config.yaml                 resolved config: training recipe, dataset, backbone + sha256
     train_boxes.csv             the training slices (the few-shot subset) and their boxes
     train_log.csv               one row per epoch: loss terms, box fills, health, held-out box IoU
-    checkpoint.pt               resumable state (written every epoch)
+    resume_state.pt             resumable state (written every epoch)
     prompt_module.safetensors   the selected epoch's prompt-learner weights (present once training ends)
 """
 
@@ -21,6 +21,7 @@ from torch import nn
 
 from medprompt.backbones import Backbone, load_backbone
 from medprompt.config import read_yaml
+from medprompt.config_rules import lookup
 from medprompt.errors import MedpromptError
 from medprompt.prompt_learners import build_prompt_learner
 from medprompt.refinement import RefineConfig
@@ -28,8 +29,10 @@ from medprompt.refinement import RefineConfig
 CONFIG = "config.yaml"
 BOXES = "train_boxes.csv"
 LOG = "train_log.csv"
-CHECKPOINT = "checkpoint.pt"
+RESUME_STATE = "resume_state.pt"
 WEIGHTS = "prompt_module.safetensors"
+RECORDED_KEYS = ("dataset.target_label", "dataset.slice_shape", "backbone.id", "backbone.checkpoint_sha256",
+                 "train.prompt_learner")
 
 
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -60,7 +63,11 @@ def finished_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise MedpromptError(f"{run_dir}: not a run directory (no {CONFIG}); train one with `medprompt train`")
     if not (run_dir / WEIGHTS).is_file():
         raise MedpromptError(f"{run_dir}: training has not finished (no {WEIGHTS}); rerun `medprompt train ... --resume`")
-    return read_yaml(run_dir / CONFIG)
+    config = read_yaml(run_dir / CONFIG)
+    missing = [key for key in RECORDED_KEYS if lookup(config, key) is None]
+    if missing:
+        raise MedpromptError(f"{run_dir / CONFIG}: incomplete run config (no {missing[0]}); train the run again")
+    return config
 
 
 def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None) -> TrainedModel:
@@ -76,6 +83,11 @@ def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: s
             f"was trained with ({recorded['checkpoint_sha256'][:12]}...); pass --checkpoint with that file"
         )
     learner = build_prompt_learner(config["train"]["prompt_learner"])
-    learner.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    try:
+        learner.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in safetensors or in torch; one message for both
+        reason = str(exc).strip().splitlines()[0][:160]
+        raise MedpromptError(f"{run_dir / WEIGHTS}: damaged or not this run's prompt learner ({reason}); "
+                             "train the run again") from None
     learner.to(device).eval()
     return TrainedModel(config, backbone, learner, RefineConfig.from_train_config(config["train"]))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medprompt.boxes import BOX_COLUMNS, read_table
+from medprompt.box_table import BOX_COLUMNS, read_table
 from medprompt.errors import MedpromptError
 from medprompt.geometry import SliceGeometry, source_to_slice
 from medprompt.volume_io import strip_suffix

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from medprompt import __version__
@@ -37,8 +38,8 @@ from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.prompt_learners import available_prompt_learners, build_prompt_learner
-from medprompt.refinement import RefineConfig
-from medprompt.run_dir import BOXES, CHECKPOINT, CONFIG, LOG, WEIGHTS, weights_bytes
+from medprompt.refinement import RefineConfig, second_pass
+from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
 
 
 @dataclass
@@ -92,9 +93,9 @@ TRAIN_RULES = {
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
     "min_target_area": Rule("int", 1),
-    "refine.enabled": Rule("bool"), "refine.min_island": FRACTION,
+    "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
     "selection.split": Rule("choice", choices=("train", "val", "test"), nullable=True),
-    "selection.every": Rule("int", 1), "selection.max_slices": Rule("int", 1),
+    "selection.every": Rule("int", 1), "selection.max_slices": Rule("int", 1), "selection.after": FRACTION,
     "collapse.empty_below": FRACTION, "collapse.full_above": FRACTION, "collapse.patience": Rule("int", 1),
     "collapse.max_recoveries": Rule("int", 0),
     "loss.band_width": Rule("int", 0), "loss.t": Rule("number", 1e-12),
@@ -109,7 +110,7 @@ def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.
 
 
 class Trainer:
-    """One training run: data in memory, model, optimiser, schedule, checkpoints, collapse recovery, selection."""
+    """One training run: data in memory, model, optimiser, schedule, resume state, collapse recovery, selection."""
 
     def __init__(self, dataset: PreprocessedDataset, backbone: Backbone, config: dict[str, Any], run_dir: Path,
                  training_set: TrainingSet):
@@ -128,6 +129,7 @@ class Trainer:
         loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
         self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
         self.collapse = CollapseConfig(**self.cfg["collapse"])
+        self.refine = RefineConfig.from_train_config(self.cfg)
         self.selector = self.build_selector(cache)
         self.recoveries = 0
         self.log: list[dict[str, Any]] = []
@@ -157,9 +159,8 @@ class Trainer:
         if len(rows) == 0:
             return None
         low_res = [self.backbone.spec.boxes_to_low_res(boxes[ids[r]], self.image_size) for r in rows]
-        refine = RefineConfig.from_train_config(self.cfg)
         return BoxSelector(self.backbone, torch.from_numpy(cache.read(rows)), low_res, self.image_size,
-                           refine.min_island if refine.enabled else 0.0)
+                           self.refine.min_island if self.refine.enabled else 0.0)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The epoch's batches of training-set positions; a function of (seed, epoch) alone, so resuming repeats it."""
@@ -174,12 +175,27 @@ class Trainer:
         with autocast(self.device):
             sparse, dense = self.learner(embeddings)
             logits = self.backbone.decode(embeddings, sparse, dense)
+        full = logits
         logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
         terms = self.loss(logits, boxes)
+        if self.refine.distill > 0:
+            terms["distill"] = self.distillation(embeddings, full, logits)
+            terms["loss"] = terms["loss"] + self.refine.distill * terms["distill"]
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
+
+    def distillation(self, embeddings: torch.Tensor, full: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the first pass (cropped low-res `logits`) against the box-prompted second pass it
+        implies, on the slices where the first pass predicts anything; 0 where none does."""
+        first = (self.backbone.logits_to_image(full.detach(), self.image_size)[:, 0] > 0).cpu().numpy()
+        with autocast(self.device):
+            keep, second = second_pass(self.backbone, embeddings, first, self.image_size, self.refine.min_island)
+        if not keep:
+            return logits.sum() * 0.0
+        target = torch.sigmoid(self.backbone.spec.crop_low_res(second, self.image_size).float())
+        return F.binary_cross_entropy_with_logits(logits[keep], target)
 
     def fit(self, progress: bool = True) -> None:
         """Train until the configured epoch count; undo collapses; write the selected epoch's weights.
@@ -204,15 +220,20 @@ class Trainer:
                 if self.unhealthy_epochs >= self.collapse.patience or self.epoch == epochs:
                     self.recover(row, bar)
                     continue
-            if self.selector is not None and (self.epoch % self.cfg["selection"]["every"] == 0 or self.epoch == epochs):
+            if self.selector is not None and self.selection_epoch(self.epoch):
                 row["val_box_iou"] = self.selector.score(self.learner)
                 if row["val_box_iou"] > self.best["score"]:
                     self.best = {"score": row["val_box_iou"], "epoch": self.epoch,
                                  "learner": {k: v.detach().clone() for k, v in self.learner.state_dict().items()}}
             self.log.append(row)
-            self.save_checkpoint()
+            self.save_resume_state()
         bar.close()
         self.write_weights()
+
+    def selection_epoch(self, epoch: int) -> bool:
+        """Whether `epoch` is scored for selection: every `every` epochs from `after` x the schedule on, and the last."""
+        cfg, epochs = self.cfg["selection"], self.cfg["epochs"]
+        return epoch == epochs or (epoch >= cfg["after"] * epochs and epoch % cfg["every"] == 0)
 
     def run_epoch(self, bar: tqdm) -> dict[str, Any]:
         """One pass over the training set; its log row (mean loss terms, box fills, state)."""
@@ -265,31 +286,33 @@ class Trainer:
         with atomic_path(self.run_dir / WEIGHTS) as tmp:
             tmp.write_bytes(weights_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata))
 
-    def save_checkpoint(self) -> None:
+    def save_resume_state(self) -> None:
         """Resumable state and the epoch log, each replaced atomically."""
         state = {"epoch": self.epoch, "learner": self.learner.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "log": self.log, "recoveries": self.recoveries,
                  "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
+        with atomic_path(self.run_dir / RESUME_STATE) as tmp:
             torch.save(state, tmp)
         with atomic_path(self.run_dir / LOG) as tmp:
             pd.DataFrame(self.log).to_csv(tmp, index=False)
 
-    def load_checkpoint(self) -> None:
+    def load_resume_state(self) -> None:
         """Continue from the last completed epoch."""
-        path = self.run_dir / CHECKPOINT
+        path = self.run_dir / RESUME_STATE
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same message
-            raise MedpromptError(f"{path}: cannot resume from this checkpoint ({exc})") from None
-        self.recoveries = int(state["recoveries"])
-        self.learner.load_state_dict(state["learner"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch = int(state["epoch"])
-        self.log = list(state["log"])
-        self.unhealthy_epochs = int(state["unhealthy_epochs"])
-        self.best = state["best"]
+            self.recoveries = int(state["recoveries"])
+            self.learner.load_state_dict(state["learner"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch = int(state["epoch"])
+            self.log = list(state["log"])
+            self.unhealthy_epochs = int(state["unhealthy_epochs"])
+            self.best = dict(state["best"])
+        except Exception as exc:  # noqa: BLE001 - any unreadable or foreign state gets the same message
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise MedpromptError(f"{path}: cannot resume from this state ({reason}); delete it to start the run "
+                                 "over") from None
 
 
 def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any],
@@ -323,7 +346,12 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
     if resume:
         if not (run_dir / CONFIG).is_file():
             raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")
+        if not (run_dir / BOXES).is_file():
+            raise MedpromptError(f"{run_dir / BOXES}: missing; the run cannot be resumed without its training boxes")
         ids = _recorded_ids(run_dir)
+        unknown = [s for s in ids if s not in dataset.index_of]
+        if unknown:
+            raise MedpromptError(f"{run_dir / BOXES}: slice {unknown[0]!r} is not in {dataset.manifest_path}")
         return TrainingSet(np.array([dataset.index_of[s] for s in ids]), ids, read_box_csv(run_dir / BOXES, dataset))
     if (run_dir / CONFIG).exists():
         raise MedpromptError(f"{run_dir}: already holds a run; use --resume to continue it or choose another --out")
@@ -362,8 +390,8 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
             write_box_csv(training_set.boxes, run_dir / BOXES)
             dump_config(config, run_dir / CONFIG)
         trainer = Trainer(dataset, backbone, config, run_dir, training_set)
-        if resume and (run_dir / CHECKPOINT).exists():
-            trainer.load_checkpoint()
+        if resume and (run_dir / RESUME_STATE).exists():
+            trainer.load_resume_state()
         trainer.fit(progress=progress)
     return run_dir
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
-from medprompt.ground_truth import image_files, index_ground_truth, read_label_map, recognise_dataset
+from medprompt.ground_truth import GroundTruthLayout, image_files, index_ground_truth, read_label_map, recognise_dataset
 from medprompt.head_circumference import head_circumference_mm, read_hc_table
 from medprompt.metrics import dice, mean_std, monai_deprecations_silenced
 from medprompt.volume_io import strip_suffix
@@ -84,6 +84,7 @@ def evaluate_volumes(
     labels: Mapping[int, str] | None = None,
     hc_csv: str | os.PathLike | None = None,
     only: set[str] | None = None,
+    layouts: Sequence[GroundTruthLayout] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-case-per-structure 3D scores and per-slice 2D scores of the predictions in `pred_dir`.
 
@@ -92,7 +93,8 @@ def evaluate_volumes(
     `labels` ({value: name}) chooses the structures; by default those
     predicted anywhere, named after the recognised dataset's config. The
     returned case table's `attrs` list unmatched files on either side. `only`
-    (file names) restricts the predictions to what one `predict` wrote.
+    (file names) restricts the predictions to what one `predict` wrote;
+    `layouts` are the dataset adapters' ground-truth layouts.
     """
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -100,18 +102,18 @@ def evaluate_volumes(
     predictions = {strip_suffix(p): p for p in image_files(pred_dir, recursive=False) if only is None or p.name in only}
     if not predictions:
         raise MedpromptError(f"{pred_dir}: no predicted files (.nii.gz, .mhd, .png) found")
-    truths = index_ground_truth(gt_dir)
+    truths = index_ground_truth(gt_dir, layouts)
     matched = sorted(set(predictions) & set(truths))
     if not matched:
         raise MedpromptError(
             f"{pred_dir}: no predicted file matches a ground-truth case in {gt_dir} "
             f"(predictions e.g. {sorted(predictions)[:3]}, ground truth e.g. {sorted(truths)[:3]})"
         )
-    structures = _structures(labels, matched, predictions, truths)
+    structures = _structures(labels, matched, predictions, truths, layouts)
     hc_table = _hc_table(hc_csv, Path(gt_dir))
     case_rows, slice_rows = [], []
     for case in tqdm(matched, desc="evaluate", unit="case"):
-        (pred, _), (gt, meta) = read_label_map(predictions[case]), read_label_map(truths[case])
+        (pred, _), (gt, meta) = read_label_map(predictions[case]), read_label_map(truths[case], layouts)
         if pred.shape != gt.shape:
             raise MedpromptError(f"{predictions[case]}: shape {pred.shape} differs from ground truth {truths[case]} {gt.shape}")
         spacing, units = _spacing(meta, case, hc_table)
@@ -151,17 +153,18 @@ def format_volume_summary(df: pd.DataFrame, slices: pd.DataFrame | None = None) 
 
 
 def _structures(
-    labels: Mapping[int, str] | None, matched: list[str], predictions: dict[str, Path], truths: dict[str, Path]
+    labels: Mapping[int, str] | None, matched: list[str], predictions: dict[str, Path], truths: dict[str, Path],
+    layouts: Sequence[GroundTruthLayout],
 ) -> dict[int, str]:
     """The structures to score: given, or every label value predicted (else present in the truth), named by dataset."""
     if labels is not None:
         return {int(k): str(v) for k, v in labels.items()}
 
     def values(paths: list[Path]) -> list[int]:
-        return sorted(set().union(*(np.unique(read_label_map(p)[0]).tolist() for p in paths)) - {0})
+        return sorted(set().union(*(np.unique(read_label_map(p, layouts)[0]).tolist() for p in paths)) - {0})
 
     predicted = values([predictions[c] for c in matched]) or values([truths[c] for c in matched])
-    dataset = recognise_dataset(matched)
+    dataset = recognise_dataset(matched, layouts)
     names = {int(k): str(v) for k, v in load_config(dataset)["labels"].items()} if dataset else {}
     return {v: names.get(v, f"label_{v}") for v in predicted}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medprompt.errors import MedpromptError
+from medprompt.ground_truth import GroundTruthLayout
 from medprompt.volume_io import strip_suffix
 from preprocessing.cases import LoadedCase, RawCase, default_load
 
@@ -88,3 +89,17 @@ def input_case(path: Path) -> RawCase:
     """A single unlabelled NIfTI volume to predict, named after its file."""
     name = strip_suffix(path)
     return RawCase(name, name, "", path, None, "test")
+
+
+def frame_aliases(path: Path) -> list[str]:
+    """`patientNNN_ED` / `_ES` for a `patientNNN_frameMM_gt` file whose Info.cfg names frame MM so."""
+    match = re.match(r"^(patient\d+)_frame(\d+)_gt$", strip_suffix(path))
+    if not match or not (path.parent / "Info.cfg").is_file():
+        return []
+    info = read_info(path.parent / "Info.cfg")
+    return [f"{match.group(1)}_{frame}" for frame in ("ED", "ES")
+            if info.get(frame, "").strip().isdigit() and int(info[frame]) == int(match.group(2))]
+
+
+GROUND_TRUTH = GroundTruthLayout("acdc", r"^patient\d{3}_(ED|ES|frame\d+)$", aliases=frame_aliases)
+

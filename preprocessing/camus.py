@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medprompt.errors import MedpromptError
+from medprompt.ground_truth import GroundTruthLayout
 from medprompt.volume_io import strip_suffix
 from preprocessing.cases import LoadedCase, RawCase, default_load
 
@@ -64,3 +65,6 @@ def input_case(path: Path) -> RawCase:
     name = strip_suffix(path)
     match = re.search(r"_(ED|ES)$", name)
     return RawCase(name, name, match.group(1) if match else "", path, None, "test")
+
+
+GROUND_TRUTH = GroundTruthLayout("camus", r"^patient\d{4}_[24]CH_(ED|ES)$")

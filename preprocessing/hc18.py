@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from medprompt.errors import MedpromptError
+from medprompt.ground_truth import GroundTruthLayout
 from medprompt.head_circumference import read_hc_table
 from medprompt.volume_io import read_volume, strip_suffix
 from preprocessing.cases import LoadedCase, RawCase, load_image
@@ -108,3 +109,7 @@ def input_case(path: Path) -> RawCase:
     csvs = [*path.parent.glob("*pixel_size*.csv"), *path.parent.parent.glob("*pixel_size*.csv")]
     size = pixel_sizes(csvs).get(path.name, math.nan)
     return RawCase(name, patient_of(name), "", path, None, "test", pixel_size=size)
+
+
+GROUND_TRUTH = GroundTruthLayout("hc18", r"^\d+_\d*HC$", annotation_suffix=ANNOTATION_SUFFIX,
+                                 read_annotation=annotation_mask)

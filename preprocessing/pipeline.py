@@ -1,4 +1,4 @@
-"""Preprocess a raw dataset (ACDC, CAMUS, HC18) into `slices.h5` + `manifest.csv`, or one unseen file for `predict`.
+"""Preprocess a raw dataset (ACDC, CAMUS, HC18, or a folder of your own images) into `slices.h5` + `manifest.csv`, or one unseen file for `predict`.
 
 Manifest columns: the contract's `slice_id, dataset, case, split, frame,
 slice_index, has_target`, plus `patient` (the split unit), `has_label` (a
@@ -27,11 +27,12 @@ from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 from medprompt.geometry import COLUMNS as GEOMETRY_COLUMNS
 from medprompt.volume_io import META_COLUMNS
-from preprocessing import acdc, camus, hc18
+from preprocessing import acdc, camus, folder, hc18
 from preprocessing.cases import CaseSlices, RawCase, label_names, preprocess_case, target_label
 from preprocessing.splits import assign_splits
 
-PIPELINES: dict[str, ModuleType] = {"acdc": acdc, "camus": camus, "hc18": hc18}
+PIPELINES: dict[str, ModuleType] = {"acdc": acdc, "camus": camus, "hc18": hc18, "folder": folder}
+GROUND_TRUTH_LAYOUTS = tuple(m.GROUND_TRUTH for m in PIPELINES.values() if m.GROUND_TRUTH)  # for `evaluate`
 MANIFEST_COLUMNS = (
     "slice_id",
     "dataset",

@@ -3,8 +3,11 @@
 import shutil
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from medprompt.cli import main
 from tiny_backbone import NO_COLLAPSE_CHECK
@@ -66,6 +69,16 @@ def test_manifest_row_whose_slice_is_missing(dataset_copy, capsys):
     extra = manifest.iloc[[0]].assign(slice_id="ghost_s00")
     pd.concat([manifest, extra]).to_csv(dataset_copy / "manifest.csv", index=False)
     expect_error(capsys, ["embed", str(dataset_copy)], "slices.h5", "21 rows", "ghost_s00")
+
+
+def test_float_slices_with_nan_are_refused_before_encoding(dataset_copy, capsys):
+    with h5py.File(dataset_copy / "slices.h5", "r+") as f:
+        images = f["image"][:].astype(np.float32)
+        images[0, 0, 0] = np.nan
+        del f["image"]
+        f["image"] = images
+    expect_error(capsys, ["embed", str(dataset_copy)], "slices.h5: 'image' must be uint8 [N,H,W]", "float32")
+    assert not (dataset_copy / "embeddings").exists()
 
 
 def test_corrupted_checkpoint(dataset_copy, tmp_path, tiny_checkpoint, capsys):
@@ -170,3 +183,56 @@ def test_help_of_every_verb(capsys):
             main([verb, "--help"])
         assert exit_info.value.code == 0
         assert "usage: medprompt " + verb in capsys.readouterr().out
+
+
+@pytest.fixture()
+def finished_run(embedded, tiny_checkpoint, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "2", "--epochs", "1",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    return run
+
+
+def truncate_weights(run):
+    path = run / "prompt_module.safetensors"
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def foreign_weights(run):
+    save_file({"w": torch.zeros(3)}, str(run / "prompt_module.safetensors"))
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (truncate_weights, "prompt_module.safetensors: damaged or not this run's prompt learner"),
+    (foreign_weights, "prompt_module.safetensors: damaged or not this run's prompt learner"),
+    (lambda run: (run / "config.yaml").write_text("dataset: [unclosed\n"), "config.yaml: not valid YAML at line"),
+    (lambda run: (run / "config.yaml").write_text("dataset: {}\n"), "config.yaml: incomplete run config (no dataset."),
+])
+def test_a_damaged_run_is_named_in_one_line(finished_run, embedded, tmp_path, capsys, damage, fragment):
+    damage(finished_run)
+    capsys.readouterr()
+    expect_error(capsys, ["predict", str(finished_run), str(embedded), "--out", str(tmp_path / "p")], fragment)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_damaged_resume_state_or_missing_boxes_are_named(finished_run, embedded, tiny_checkpoint, capsys):
+    resume = ["train", str(embedded), "--out", str(finished_run), "--resume", "--backbone", "tiny_test",
+              "--checkpoint", str(tiny_checkpoint)]
+    torch.save({"epoch": 1}, finished_run / "resume_state.pt")
+    capsys.readouterr()
+    expect_error(capsys, resume, "resume_state.pt: cannot resume from this state")
+    (finished_run / "train_boxes.csv").unlink()
+    expect_error(capsys, resume, "train_boxes.csv: missing")
+
+
+def test_evaluate_refuses_a_predictions_file_without_its_manifest_or_of_another_shape(embedded, tmp_path, capsys):
+    from medprompt.predict_io import write_predictions
+
+    dataset_rows = pd.read_csv(embedded / "manifest.csv", dtype={"slice_id": str}).iloc[:4]
+    write_predictions(tmp_path / "p", dataset_rows, np.zeros((3, 64, 64), np.uint8), {"target_label": 1})
+    expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "m.csv")],
+                 "mask shape (3, 64, 64) does not match the 4 rows of manifest.csv")
+    (tmp_path / "p" / "manifest.csv").unlink()
+    expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "m.csv")],
+                 "manifest.csv: missing")
+    assert not (tmp_path / "m.csv").exists()

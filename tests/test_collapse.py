@@ -100,16 +100,18 @@ def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatc
     from medprompt.model_selection import BoxSelector
 
     dataset, backbone = setup
-    scores = iter([0.2, 0.9, 0.5, 0.4])
+    scores = iter([0.2, 0.9, 0.5, 0.4, 0.3])
     monkeypatch.setattr(BoxSelector, "score", lambda self, learner: next(scores))
-    cfg = load_config("train", overrides=["epochs=4", "shots=4", "selection.every=1", NO_COLLAPSE_CHECK])
+    cfg = load_config("train", overrides=["epochs=6", "shots=4", "selection.every=1", "selection.after=0.2",
+                                          NO_COLLAPSE_CHECK])
     run = train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(run / "train_log.csv")
-    assert list(log.val_box_iou) == [0.2, 0.9, 0.5, 0.4]
+    assert log.val_box_iou.tolist()[1:] == [0.2, 0.9, 0.5, 0.4, 0.3]  # from 0.2 x 6 epochs on
+    assert np.isnan(log.val_box_iou.iloc[0])
     with safe_open(str(run / "prompt_module.safetensors"), "pt") as f:
-        assert f.metadata()["epoch"] == "2" and f.metadata()["val_box_iou"] == "0.9000"
+        assert f.metadata()["epoch"] == "3" and f.metadata()["val_box_iou"] == "0.9000"
         written = {k: f.get_tensor(k) for k in f.keys()}
-    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state = torch.load(run / "resume_state.pt", weights_only=True)
     assert all(torch.equal(written[k], v) for k, v in state["best"]["learner"].items())
     assert not all(torch.equal(written[k], v) for k, v in state["learner"].items())  # not the last epoch's
 

@@ -59,3 +59,33 @@ def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_pro
 def test_config_from_a_run():
     assert RefineConfig.from_train_config({}) == RefineConfig(enabled=False)
     assert RefineConfig.from_train_config({"refine": {"enabled": True, "min_island": 0.02}}) == RefineConfig(True, 0.02)
+
+
+def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_slices(setup, tmp_path, monkeypatch):
+    from torch.nn import functional as F
+
+    from medprompt.config import load_config
+    from medprompt.training import Trainer, check_run_request
+    from tiny_backbone import NO_COLLAPSE_CHECK
+
+    dataset, backbone = setup
+    cfg = load_config("train", overrides=["shots=2", "refine.distill=0.5", NO_COLLAPSE_CHECK])
+    training_set = check_run_request(dataset, cfg, tmp_path / "run")
+    trainer = Trainer(dataset, backbone, {"dataset": {"target_label": 1}, "train": cfg}, tmp_path / "run", training_set)
+    low_res = torch.zeros(2, 1, 256, 256)
+    low_res[0, 0, 100:140, 100:140] = 6.0  # only the first slice predicts something
+    cropped = backbone.spec.crop_low_res(low_res, trainer.image_size)
+    second = torch.full((1, 1, 256, 256), -2.0)
+    calls = []
+
+    def fake_second_pass(bb, embeddings, masks, size, min_island):
+        calls.append(masks.reshape(len(masks), -1).any(1).tolist())
+        return [0], second
+
+    monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
+    got = trainer.distillation(torch.zeros(2, 256, 64, 64), low_res, cropped)
+    target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
+    assert calls == [[True, False]]
+    assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
+    monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
+    assert float(trainer.distillation(torch.zeros(2, 256, 64, 64), low_res, cropped)) == 0.0

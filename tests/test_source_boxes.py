@@ -89,6 +89,7 @@ def test_bad_boxes_name_the_file_and_row(acdc_dataset, tmp_path, row, message):
 
 def test_box_in_the_cropped_margin_and_malformed_files(tmp_path):
     image = np.full((60, 800), 128, np.uint8)
+    image[30, 400] = 129  # not blank
     cv2.imwrite(str(tmp_path / "010_HC.png"), image)
     manifest, _ = preprocess_input(tmp_path / "010_HC.png", load_config("hc18"))
     with pytest.raises(MedpromptError, match="b.csv: row 2: box of '010_HC' lies in the part of the image cropped away"):

@@ -94,7 +94,8 @@ def test_resume_refuses_other_settings(setup, tmp_path):
 def test_user_boxes_define_the_training_set(setup, tmp_path):
     dataset, backbone = setup
     csv = tmp_path / "boxes.csv"
-    csv.write_text("slice_id,x_min,y_min,x_max,y_max\ncase03_s00,10,10,30,30\ncase03_s00,40,40,50,50\ncase04_s01,5,6,20,21\n")
+    csv.write_text("slice_id,x_min,y_min,x_max,y_max\ncase03_s00,40,40,50,50\ncase03_s00,10,10,30,30\n"
+                   "case04_s01,5,6,20,21\ncase03_s00,10,10,30,30\n")  # one box given twice
     chosen = select_training_set(dataset, config(), csv)
     assert chosen.slice_ids == ["case03_s00", "case04_s01"]
     assert chosen.boxes["case03_s00"].tolist() == [[10, 10, 30, 30], [40, 40, 50, 50]]

@@ -15,6 +15,7 @@ from scipy.spatial import cKDTree
 from medprompt.errors import MedpromptError
 from medprompt.head_circumference import ellipse_perimeter, head_circumference_mm
 from medprompt.volume_metrics import evaluate_volumes, format_volume_summary, structure_scores
+from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
 ZOOMS = (0.5, 0.5, 2.0)  # NIfTI (x, y, z): thick slices along z
 
@@ -103,7 +104,7 @@ def test_hc18_png_scores_use_the_csv_pixel_size(tmp_path):
     (tmp_path / "training_set_pixel_size_and_HC.csv").write_bytes(
         f"filename,pixel size(mm),head circumference (mm)\r\n007_HC.png,0.2,{reference:.2f}".encode()
     )
-    cases, _ = evaluate_volumes(pred_dir, gt_dir)
+    cases, _ = evaluate_volumes(pred_dir, gt_dir, layouts=GROUND_TRUTH_LAYOUTS)
     row = cases.iloc[0]
     assert row.structure == "head" and row.units == "mm" and row.dice > 0.98
     assert row.hd95_mm <= 2 * 0.2 * 1.5
@@ -129,7 +130,7 @@ def test_raw_acdc_ground_truth_matches_ed_es_names(tmp_path):
     save(pred, tmp_path / "pred" / "patient001_ED.nii.gz")
     save(pred, tmp_path / "pred" / "patient001_ES.nii.gz")
     save(pred, tmp_path / "pred" / "patient009_ED.nii.gz")
-    cases, _ = evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC")
+    cases, _ = evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC", layouts=GROUND_TRUTH_LAYOUTS)
     assert cases.set_index("case").dice.to_dict() == {"patient001_ED": 1.0, "patient001_ES": 0.0}
     assert set(cases.structure) == {"LV"}
     assert cases.attrs["unmatched_predictions"] == ["patient009_ED"]
@@ -139,9 +140,9 @@ def test_nothing_matching_or_mismatched_shapes_are_clear_errors(tmp_path):
     write_acdc_truth(tmp_path / "ACDC")
     save(np.zeros((30, 30, 4)), tmp_path / "pred" / "other.nii.gz")
     with pytest.raises(MedpromptError, match="no predicted file matches"):
-        evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC")
+        evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC", layouts=GROUND_TRUTH_LAYOUTS)
     save(np.zeros((30, 31, 4)), tmp_path / "pred" / "patient001_ED.nii.gz")
     with pytest.raises(MedpromptError, match=r"patient001_ED.nii.gz: shape .* differs from ground truth"):
-        evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC")
+        evaluate_volumes(tmp_path / "pred", tmp_path / "ACDC", layouts=GROUND_TRUTH_LAYOUTS)
     with pytest.raises(MedpromptError, match="ground-truth folder not found"):
         evaluate_volumes(tmp_path / "pred", tmp_path / "nowhere")
