@@ -307,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MedpromptError as exc:
         print(f"medprompt {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # an output path that is a file where a folder belongs (or the reverse), or not writable
+        print(f"medprompt {args.verb}: error: {exc.filename}: {exc.strerror.lower()}; choose another path",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"medprompt {args.verb}: interrupted", file=sys.stderr)
         return 130

@@ -55,6 +55,8 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
     pred_dir, gt_dir, out = Path(pred_dir), Path(gt_dir), Path(out)
     if not pred_dir.is_dir():
         raise MedpromptError(f"{pred_dir}: prediction folder not found")
+    if out.is_dir():
+        raise MedpromptError(f"--out {out}: is a folder; evaluate writes a CSV file there, choose another path")
     outputs = completed_outputs(pred_dir)
     if (pred_dir / PREDICTIONS).is_file() and (gt_dir / MANIFEST).is_file():
         table = evaluate_slices(pred_dir, gt_dir)

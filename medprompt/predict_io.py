@@ -157,6 +157,8 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
 def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None) -> None:
     """Refuse, before any model loads, inputs that are missing, datasets without the split, and an --out that
     would write over an input (outputs are named after their inputs)."""
+    if out.exists() and not out.is_dir():
+        raise MedpromptError(f"--out {out}: is a file; predict writes a folder there, choose another path")
     for path in map(Path, inputs):
         if not path.exists():
             raise MedpromptError(f"{path}: input not found")

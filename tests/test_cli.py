@@ -236,3 +236,19 @@ def test_evaluate_refuses_a_predictions_file_without_its_manifest_or_of_another_
     expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "m.csv")],
                  "manifest.csv: missing")
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_output_paths_that_are_files_or_folders_the_wrong_way_round(embedded, tiny_checkpoint, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "2", "--epochs", "1",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine")
+    capsys.readouterr()
+    expect_error(capsys, ["predict", str(run), str(embedded), "--out", str(a_file)], str(a_file), "choose another path")
+    assert a_file.read_text() == "mine"
+    assert main(["predict", str(run), str(embedded), "--out", str(tmp_path / "p")]) == 0
+    (tmp_path / "a_folder.csv").mkdir()
+    capsys.readouterr()
+    expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "a_folder.csv")],
+                 "a_folder.csv", "choose another path")
