@@ -93,7 +93,7 @@ class PreprocessedDataset:
             )
         if not self.slices_path.is_file():
             raise MedpromptError(f"{self.root}: no {SLICES} beside {MANIFEST}")
-        self.manifest = self._read_manifest()
+        self.manifest = read_manifest(self.manifest_path)
         self._images: np.ndarray | None = None
         self._masks: np.ndarray | None = None
         with self._open() as f:
@@ -122,24 +122,6 @@ class PreprocessedDataset:
             return h5py.File(self.slices_path, "r")
         except OSError as exc:
             raise MedpromptError(f"{self.slices_path}: cannot be read as HDF5 ({exc})") from None
-
-    def _read_manifest(self) -> pd.DataFrame:
-        try:
-            manifest = pd.read_csv(self.manifest_path, dtype={"slice_id": str, "case": str, "frame": str, "patient": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise MedpromptError(f"{self.manifest_path}: not a readable CSV ({exc})") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
-        if missing:
-            raise MedpromptError(f"{self.manifest_path}: missing columns {missing}")
-        duplicated = manifest.slice_id[manifest.slice_id.duplicated()]
-        if len(duplicated):
-            raise MedpromptError(f"{self.manifest_path}: slice_id {duplicated.iloc[0]!r} appears more than once")
-        bad_split = sorted(set(manifest.split) - set(SPLITS))
-        if bad_split:
-            raise MedpromptError(f"{self.manifest_path}: unknown split values {bad_split}; expected {list(SPLITS)}")
-        manifest["has_target"] = manifest["has_target"].astype(bool)
-        manifest["frame"] = manifest["frame"].fillna("")
-        return manifest
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -186,6 +168,26 @@ class PreprocessedDataset:
         if with_target:
             keep &= self.manifest.has_target.to_numpy()
         return np.flatnonzero(keep)
+
+
+def read_manifest(path: Path) -> pd.DataFrame:
+    """A dataset's manifest.csv, checked: required columns, unique slice ids, known splits."""
+    try:
+        manifest = pd.read_csv(path, dtype={"slice_id": str, "case": str, "frame": str, "patient": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MedpromptError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise MedpromptError(f"{path}: missing columns {missing}")
+    duplicated = manifest.slice_id[manifest.slice_id.duplicated()]
+    if len(duplicated):
+        raise MedpromptError(f"{path}: slice_id {duplicated.iloc[0]!r} appears more than once")
+    bad_split = sorted(set(manifest.split) - set(SPLITS))
+    if bad_split:
+        raise MedpromptError(f"{path}: unknown split values {bad_split}; expected {list(SPLITS)}")
+    manifest["has_target"] = manifest["has_target"].astype(bool)
+    manifest["frame"] = manifest["frame"].fillna("")
+    return manifest
 
 
 def read_rows(dataset: h5py.Dataset, indices: np.ndarray) -> np.ndarray:

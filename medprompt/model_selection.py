@@ -2,7 +2,8 @@
 
 Each held-out slice contributes the IoU between the box around what the model
 predicts there (its islands dropped as the second pass drops them) and its
-annotated box (the union of its boxes); an empty prediction scores 0. The epoch with the best mean is the one a run keeps.
+annotated box (the union of its boxes); an empty prediction scores 0. The
+epoch with the best mean is the one a run keeps.
 """
 
 from __future__ import annotations

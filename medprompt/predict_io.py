@@ -21,7 +21,7 @@ import torch
 
 from medprompt.atomic import atomic_path
 from medprompt.boxes import boxes_from_dataset
-from medprompt.dataset import MANIFEST, PreprocessedDataset
+from medprompt.dataset import MANIFEST, PreprocessedDataset, read_manifest
 from medprompt.device import default_batch_size
 from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
@@ -167,7 +167,10 @@ def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None
             raise MedpromptError(f"--out {out}: is the folder of the input {path} (or inside it), whose files the outputs "
                                  "would replace; choose another folder")
         if path.is_dir() and splits is not None:
-            present = set(PreprocessedDataset(path).manifest.split)
+            if not (path / MANIFEST).is_file():
+                raise MedpromptError(f"{path}: no {MANIFEST}; is this a preprocessed dataset (run `medprompt "
+                                     "preprocess` first)?")
+            present = set(read_manifest(path / MANIFEST).split)  # the manifest alone: no slice is read
             if not present & set(splits):
                 raise MedpromptError(f"{path}: no slice in split {list(splits)} (its splits: {sorted(present)}); "
                                      "use --split all, or preprocess with a share for it, e.g. "

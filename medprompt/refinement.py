@@ -34,10 +34,9 @@ class RefineConfig:
 
 
 @torch.no_grad()
-def second_pass(backbone: Backbone, embeddings: torch.Tensor, masks: np.ndarray, size: tuple[int, int],
-                min_island: float) -> tuple[list[int], torch.Tensor | None]:
-    """The slices whose first mask [B,H,W] (slice frame) is not empty, and their box-prompted low-res logits."""
-    boxes = [main_box(mask, min_island) for mask in masks]
+def second_pass(backbone: Backbone, embeddings: torch.Tensor, boxes: list[np.ndarray | None],
+                size: tuple[int, int]) -> tuple[list[int], torch.Tensor | None]:
+    """The slices that have a box (slice pixels; None: no box), and their box-prompted low-res logits."""
     keep = [i for i, box in enumerate(boxes) if box is not None]
     if not keep:
         return keep, None
@@ -50,7 +49,8 @@ def refine(backbone: Backbone, embeddings: torch.Tensor, probs: torch.Tensor, si
     """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
     if not config.enabled:
         return probs
-    keep, logits = second_pass(backbone, embeddings, (probs > 0.5).cpu().numpy(), size, config.min_island)
+    boxes = [main_box(mask, config.min_island) for mask in (probs > 0.5).cpu().numpy()]
+    keep, logits = second_pass(backbone, embeddings, boxes, size)
     if not keep:
         return probs
     out = probs.clone()

@@ -27,7 +27,7 @@ from medprompt import __version__
 from medprompt.atomic import atomic_path
 from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
-from medprompt.boxes import Boxes, boxes_from_dataset, read_box_csv, write_box_csv
+from medprompt.boxes import Boxes, boxes_from_dataset, main_box, read_box_csv, write_box_csv
 from medprompt.collapse import HEALTHY, CollapseConfig, box_fill, classify
 from medprompt.config import apply_overrides, dump_config, merge, read_yaml, user_config_path
 from medprompt.config_rules import Rule, check_config
@@ -175,26 +175,30 @@ class Trainer:
         with autocast(self.device):
             sparse, dense = self.learner(embeddings)
             logits = self.backbone.decode(embeddings, sparse, dense)
-        full = logits
         logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
         terms = self.loss(logits, boxes)
         if self.refine.distill > 0:
-            terms["distill"] = self.distillation(embeddings, full, logits)
+            terms["distill"] = self.distillation(embeddings, logits)
             terms["loss"] = terms["loss"] + self.refine.distill * terms["distill"]
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
 
-    def distillation(self, embeddings: torch.Tensor, full: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def distillation(self, embeddings: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the first pass (cropped low-res `logits`) against the box-prompted second pass it
-        implies, on the slices where the first pass predicts anything; 0 where none does."""
-        first = (self.backbone.logits_to_image(full.detach(), self.image_size)[:, 0] > 0).cpu().numpy()
+        implies, on the slices where the first pass predicts anything; 0 where none does.
+
+        The box is taken on the low-res mask and mapped to the slice, so no full-size upsampling is done per step.
+        """
+        spec = self.backbone.spec
+        boxes = [main_box(mask, self.refine.min_island) for mask in (logits.detach()[:, 0] > 0).cpu().numpy()]
+        boxes = [None if box is None else spec.low_res_boxes_to_slice(box, self.image_size)[0] for box in boxes]
         with autocast(self.device):
-            keep, second = second_pass(self.backbone, embeddings, first, self.image_size, self.refine.min_island)
+            keep, second = second_pass(self.backbone, embeddings, boxes, self.image_size)
         if not keep:
             return logits.sum() * 0.0
-        target = torch.sigmoid(self.backbone.spec.crop_low_res(second, self.image_size).float())
+        target = torch.sigmoid(spec.crop_low_res(second, self.image_size).float())
         return F.binary_cross_entropy_with_logits(logits[keep], target)
 
     def fit(self, progress: bool = True) -> None:

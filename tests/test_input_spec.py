@@ -71,3 +71,18 @@ def test_box_drawn_on_low_res_logits_comes_back_on_the_slice_box(spec, image_siz
 def test_unknown_resize_policy_is_refused():
     with pytest.raises(ValueError, match="resize policy 'crop'"):
         InputSpec(size=256, resize="crop")
+
+
+@pytest.mark.parametrize("size, image_size", [(256, (640, 480)), (256, (96, 200)), (1024, (256, 256))])
+def test_low_res_boxes_map_back_to_slice_boxes_that_cover_the_originals(size, image_size):
+    spec = InputSpec(size=size, resize="longest_side" if size == 256 else "stretch")
+    rng = np.random.default_rng(0)
+    h, w = image_size
+    for _ in range(50):
+        x0, x1 = sorted(rng.integers(0, w, 2))
+        y0, y1 = sorted(rng.integers(0, h, 2))
+        box = np.array([[x0, y0, x1, y1]])
+        back = spec.low_res_boxes_to_slice(spec.boxes_to_low_res(box, image_size), image_size)[0]
+        step = int(np.ceil(max(h, w) / spec.low_res)) + 1  # one low-res cell, in slice pixels
+        assert back[0] <= x0 and back[1] <= y0 and back[2] >= x1 and back[3] >= y1
+        assert np.abs(back - box[0]).max() <= step

@@ -78,14 +78,15 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
     second = torch.full((1, 1, 256, 256), -2.0)
     calls = []
 
-    def fake_second_pass(bb, embeddings, masks, size, min_island):
-        calls.append(masks.reshape(len(masks), -1).any(1).tolist())
+    def fake_second_pass(bb, embeddings, boxes, size):
+        calls.append([None if b is None else b.tolist() for b in boxes])
         return [0], second
 
     monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
-    got = trainer.distillation(torch.zeros(2, 256, 64, 64), low_res, cropped)
+    got = trainer.distillation(torch.zeros(2, 256, 64, 64), cropped)
     target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
-    assert calls == [[True, False]]
+    expected_box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
+    assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
     monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
-    assert float(trainer.distillation(torch.zeros(2, 256, 64, 64), low_res, cropped)) == 0.0
+    assert float(trainer.distillation(torch.zeros(2, 256, 64, 64), cropped)) == 0.0

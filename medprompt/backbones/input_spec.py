@@ -85,6 +85,15 @@ class InputSpec:
         limit = np.array([grid_w, grid_h, grid_w, grid_h]) - 1
         return np.clip(scaled, 0, limit).astype(np.int64)
 
+    def low_res_boxes_to_slice(self, boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+        """Inclusive boxes [K,4] on the cropped low-res logits -> the slice pixels they cover (rounded outwards)."""
+        sy, sx = (s * self.low_res / self.size for s in self.scale(image_size))
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        scaled = np.stack([np.floor(boxes[:, 0] / sx), np.floor(boxes[:, 1] / sy),
+                           np.ceil((boxes[:, 2] + 1) / sx) - 1, np.ceil((boxes[:, 3] + 1) / sy) - 1], axis=1)
+        limit = np.array([image_size[1], image_size[0], image_size[1], image_size[0]]) - 1
+        return np.clip(scaled, 0, limit).astype(np.int64)
+
     def crop_low_res(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Low-res logits [B,1,low_res,low_res] -> the part covering the slice, [B,1,h,w]."""
         h, w = self.low_res_shape(image_size)
