@@ -19,7 +19,8 @@ from medprompt.backbones import get_entry, load_backbone
 from medprompt.box_losses import BoxConstraintLoss
 from medprompt.device import autocast, resolve_device
 from medprompt.errors import MedpromptError
-from medprompt.prompt_learners import build_prompt_learner
+from medprompt.config import load_config
+from medprompt.methods import build_method
 
 TRAIN_BATCH = 4
 
@@ -70,8 +71,8 @@ def main() -> None:
         seconds = timed(encode, args.repeats, sync)
         print(f"encode batch {batch:>3} of {size}x{size}: {seconds:.3f} s per batch, {batch / seconds:.2f} slices/s")
 
-    learner = build_prompt_learner("conv_fc").to(device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=1e-3, weight_decay=1e-4)
+    method = build_method(backbone, load_config("train"))
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3, weight_decay=1e-4)
     loss_fn = BoxConstraintLoss()
     embeddings = torch.randn(TRAIN_BATCH, 256, 64, 64, device=device) * 0.1
     boxes = [np.array([[60, 70, 150, 170]]), np.array([[10, 10, 90, 60], [120, 130, 200, 220]]),
@@ -79,8 +80,7 @@ def main() -> None:
 
     def step():
         with autocast(device):
-            sparse, dense = learner(embeddings)
-            logits = backbone.decode(embeddings, sparse, dense)
+            logits = method(embeddings)
         loss = loss_fn(logits.float(), boxes)["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -12,7 +12,7 @@ reused (delete a task's folder to redo it).
 
 Run: python benchmarks/bench_few_shot.py [--data ../shared/data] [--work bench_few_shot]
      [--tasks acdc_lv acdc_rv camus_lv camus_la hc18] [--seeds 0 1 2] [--shots 10] [--config paper --tag paper]
-     [--set KEY=VALUE ...]
+     [--method ptsam --supervision masks --tag ptsam_masks] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
-from medprompt.evaluation import evaluate_slices
-from medprompt.predict_io import predict_dataset
+from medprompt.evaluation import evaluate_slices, evaluate_volumes
+from medprompt.prediction import predict_dataset
 from medprompt.run_dir import load_trained
-from medprompt.training import train
-from medprompt.volume_metrics import evaluate_volumes
+from medprompt.training import load_train_config, train
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, preprocess
 
 SPLITS = "splits.sizes={train: 6, val: 2, test: 4}"
@@ -87,9 +86,10 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
     bound_dir = args.work / name / "box_prompted"
     for seed in args.seeds:
         run = args.work / name / f"{args.tag}_seed{seed}"
-        cfg = load_config("train", args.config, [f"label={task.label}", f"shots={shots}", f"seed={seed}",
-                                                 f"epochs={args.epochs}", *args.overrides])
-        start, trained_now = time.perf_counter(), not (run / "prompt_module.safetensors").exists()
+        cfg = load_train_config(args.method, args.config, [f"label={task.label}", f"shots={shots}", f"seed={seed}",
+                                                           f"epochs={args.epochs}", f"supervision={args.supervision}",
+                                                           *args.overrides])
+        start, trained_now = time.perf_counter(), not (run / "method.safetensors").exists()
         try:
             if trained_now:
                 train(dataset, backbone, cfg, run, resume=(run / "config.yaml").exists(), progress=False)
@@ -100,11 +100,11 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
         timing = f"{time.perf_counter() - start:.0f} s training" if trained_now else "trained earlier"
         model = load_trained(run, backbone.device)
         predict_dataset(model, dataset.root, run / "test", ["test"], progress=False)
-        first_pass = ""
+        first_pass = f", {model.method.parameter_count():,} parameters"
         if model.refine.enabled:
             model.refine = replace(model.refine, enabled=False)
             predict_dataset(model, dataset.root, run / "test_first_pass", ["test"], progress=False)
-            first_pass = f" (first pass alone {test_dice(run / 'test_first_pass', dataset):.3f})"
+            first_pass += f", first pass alone {test_dice(run / 'test_first_pass', dataset):.3f}"
         if not bound_dir.exists():
             predict_dataset(model, dataset.root, bound_dir, ["test"], box_prompt=True, progress=False)
         dice = test_dice(run / "test", dataset)
@@ -115,8 +115,8 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
             cases, _ = evaluate_volumes(run / "test", args.data / task.raw, labels={task.label: name},
                                         layouts=GROUND_TRUTH_LAYOUTS)
             extra = f", 3D Dice {cases.dice.mean():.3f}, HD95 {cases.hd95_mm.mean():.2f} mm"
-        lines.append(f"{name:<9} seed {seed}: 2D Dice {dice:.3f}{first_pass}{extra} ({shots} shots, {timing}, "
-                     f"val box IoU {selection[seed][0]:.3f})")
+        lines.append(f"{name:<9} seed {seed}: {cfg['method']} from {cfg['supervision']}, 2D Dice {dice:.3f}{first_pass}"
+                     f"{extra} ({shots} shots, {timing}, val box IoU {selection[seed][0]:.3f})")
     bound = test_dice(bound_dir, dataset) if bound_dir.exists() else float("nan")
     mean = float(np.mean(scores))
     lines.append(f"{name:<9} mean {mean:.3f} +- {np.std(scores):.3f} | box-prompted {bound:.3f} | "
@@ -129,7 +129,7 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
 
 def val_box_iou(run: Path) -> float:
     """The held-out box IoU of the epoch a run kept (NaN without a selection split)."""
-    with safe_open(str(run / "prompt_module.safetensors"), "pt") as f:
+    with safe_open(str(run / "method.safetensors"), "pt") as f:
         return float(f.metadata().get("val_box_iou", "nan"))
 
 
@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--method", default=None, help="a registered method (default: the config's, conv_fc)")
+    parser.add_argument("--supervision", default="boxes", choices=["boxes", "pseudo_masks", "masks"])
     parser.add_argument("--config", default=None, help="a training config: a YAML file or a bundled name (paper)")
     parser.add_argument("--tag", default="default", help="name of this recipe's run folders")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

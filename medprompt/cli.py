@@ -80,25 +80,26 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from medprompt.backbones import load_backbone
-    from medprompt.config import load_config
     from medprompt.dataset import PreprocessedDataset
     from medprompt.device import resolve_device
-    from medprompt.training import check_run_request, resumed_train_config, train
+    from medprompt.training import check_run_request, load_train_config, resumed_train_config, train
 
     overrides = list(args.overrides)
-    for key in ("shots", "seed", "epochs"):
+    for key in ("shots", "seed", "epochs", "supervision"):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     if args.resume:
+        if args.method is not None:
+            overrides.append(f"method={args.method}")
         train_cfg = resumed_train_config(args.out, args.config, overrides)
     else:
-        train_cfg = load_config("train", args.config, overrides)
+        train_cfg = load_train_config(args.method, args.config, overrides)
     dataset = PreprocessedDataset(args.dataset_dir)
     check_run_request(dataset, train_cfg, args.out, args.boxes, args.resume)
     backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
     run_dir = train(dataset, backbone, train_cfg, args.out, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                     resume=args.resume)
-    print(f"trained prompt module: {run_dir}")
+    print(f"trained {train_cfg['method']}: {run_dir}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -123,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from medprompt.evaluation import evaluate
     from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
-    print(evaluate(args.pred_dir, args.gt_dir, args.out, hc_csv=args.hc_csv, layouts=GROUND_TRUTH_LAYOUTS))
+    print(evaluate(args.pred_dir, args.gt_dir, args.out, reference_csv=args.reference, layouts=GROUND_TRUTH_LAYOUTS))
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -176,6 +177,14 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR",
                    help="a preprocessed dataset, embedded with `medprompt embed` (its train split is used)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")
+    p.add_argument("--method", default=None, metavar="NAME",
+                   help="conv_fc: the paper's prompt module (default); ptsam: learnable decoder tokens; sam_sp: "
+                        "self-prompting with a LoRA-tuned decoder; box_prompted: the backbone given the true boxes "
+                        "(the upper bound, nothing trained). Each adds its configs/methods/NAME.yaml")
+    p.add_argument("--supervision", choices=["boxes", "pseudo_masks", "masks"], default=None,
+                   help="boxes: box-constraint losses, no mask read (default); pseudo_masks: Dice + cross-entropy on "
+                        "the masks the backbone draws inside the boxes (still boxes only); masks: Dice + "
+                        "cross-entropy on the dataset's masks (the fully supervised comparison)")
     p.add_argument("--shots", type=POSITIVE, default=None, help="train on this many slices, chosen by --seed (default: all)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="number of epochs; the lr step stays at half (default: 100)")
@@ -222,7 +231,9 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("gt_dir", type=Path, metavar="GT_DIR",
                    help="the preprocessed dataset (2D scores) or the raw dataset's label files (3D scores in mm)")
     p.add_argument("--out", type=Path, default=Path("metrics.csv"), help="CSV to write (default: metrics.csv)")
-    p.add_argument("--hc-csv", type=Path, default=None, help="HC18 pixel-size / head-circumference CSV (head circumference error)")
+    p.add_argument("--reference", "--hc-csv", dest="reference", type=Path, default=None, metavar="CSV",
+                   help="a dataset's per-case reference file, e.g. HC18's pixel-size / head-circumference CSV (pixel "
+                        "sizes of its PNGs, head circumference error); by default one found in GT_DIR or its parent")
 
 
 def add_demo(p: argparse.ArgumentParser) -> None:
@@ -301,7 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `medprompt` console script."""
     args = build_parser().parse_args(argv)
-    warnings.filterwarnings("ignore", module="monai")
+    with warnings.catch_warnings():  # the one-line warnings below end with the command
+        warnings.filterwarnings("ignore", module="monai")
+        warnings.showwarning = lambda message, *_, **__: print(f"medprompt {args.verb}: warning: {message}",
+                                                                 file=sys.stderr)
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command: 0, or 2 with a one-line error for bad input, 130 when interrupted."""
     try:
         args.handler(args)
     except MedpromptError as exc:
@@ -316,7 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medprompt {args.verb}: interrupted", file=sys.stderr)
         return 130
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

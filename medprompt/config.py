@@ -118,8 +118,11 @@ OVERLAYS = {"paper": "train"}  # bundled configs that only change another one (g
 
 
 def bundled_config_names() -> list[str]:
-    """Names of the configs shipped with the package."""
-    return sorted(p.name[:-5] for p in resources.files("medprompt.configs").iterdir() if p.name.endswith(".yaml"))
+    """Names of the configs shipped with the package: datasets and recipes, then `methods/NAME` (one per method)."""
+    root = resources.files("medprompt.configs")
+    top = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    methods = sorted(f"methods/{p.name[:-5]}" for p in (root / "methods").iterdir() if p.name.endswith(".yaml"))
+    return top + methods
 
 
 def describe_configs() -> str:
@@ -127,8 +130,9 @@ def describe_configs() -> str:
     lines = []
     for name in bundled_config_names():
         first = bundled_config_path(name).read_text().splitlines()[0].lstrip("# ")
-        lines.append(f"  {name:<7} {first}")
-    return "bundled configs (show one with `medprompt config NAME`):\n" + "\n".join(lines)
+        lines.append(f"  {name:<20} {first}")
+    return ("bundled configs (show one with `medprompt config NAME`; `train --method NAME` adds methods/NAME "
+            "to train):\n" + "\n".join(lines))
 
 
 def show_config(name: str, path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> str:

@@ -170,6 +170,18 @@ class PreprocessedDataset:
         return np.flatnonzero(keep)
 
 
+def source_kinds(manifest: pd.DataFrame) -> list[str]:
+    """What the rows' source files are, e.g. ['3D .nii.gz'] or ['2D .png'] (empty without source geometry)."""
+    if not {"source_format", "volume_shape"} <= set(manifest.columns):
+        return []
+    kinds = set()
+    for fmt, shape in zip(manifest.source_format, manifest.volume_shape):
+        if isinstance(fmt, str) and isinstance(shape, str):
+            dims = sum(1 for n in json.loads(shape) if int(n) > 1)
+            kinds.add(f"{'3D' if dims >= 3 else '2D'} {fmt}")
+    return sorted(kinds)
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
     """A dataset's manifest.csv, checked: required columns, unique slice ids, known splits."""
     try:

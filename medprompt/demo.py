@@ -26,17 +26,16 @@ from medprompt.device import resolve_device
 from medprompt.metrics import mean_std
 from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
+from medprompt.evaluation import evaluate_volumes
 from medprompt.overlays import draw_overlays
-from medprompt.predict_io import predict_dataset
+from medprompt.prediction import predict_dataset
 from medprompt.run_dir import load_trained
 from medprompt.training import train
-from medprompt.volume_metrics import evaluate_volumes
 from preprocessing import phantoms
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, format_summary, preprocess
 
 MARKER = ".medprompt_demo"
 HELD_OUT = ("test",)  # the val patients' boxes choose the epoch, so only the test patients are unseen
-HC_CSV = "training_set_pixel_size_and_HC.csv"
 
 
 def prepare_folder(out: Path) -> Path:
@@ -61,8 +60,7 @@ def synthesise(dataset: str, root: Path, patients: int, seed: int) -> Path:
 
 def score(pred_dir: Path, raw: Path, run_dir: Path, name: str) -> pd.DataFrame:
     """3D per-case and 2D per-slice scores of a prediction folder, written beside the run."""
-    hc_csv = raw / HC_CSV if (raw / HC_CSV).exists() else None
-    cases, slices = evaluate_volumes(pred_dir, raw, hc_csv=hc_csv, layouts=GROUND_TRUTH_LAYOUTS)
+    cases, slices = evaluate_volumes(pred_dir, raw, layouts=GROUND_TRUTH_LAYOUTS)
     cases.to_csv(run_dir / f"{name}_volumes.csv", index=False)
     slices.to_csv(run_dir / f"{name}_slices.csv", index=False)
     return cases

@@ -3,9 +3,10 @@
 Layout: `embeddings` [N,256,64,64] float16 (one chunk per slice), `slice_id` [N],
 `image_pe` [256,64,64] once, `written` [N] flags, and provenance attributes
 (backbone id, checkpoint sha256, input size and resize policy, preprocessing
-fingerprint, package version). The file is built under `<id>.h5.partial`, one
+fingerprint, package version, encoder batch size). The file is built under `<id>.h5.partial`, one
 batch at a time, so an interrupted run loses at most the batch in flight and a
-rerun continues; it is renamed to its final name when every slice is written. A
+rerun continues (with the batch size it started with, so every slice is encoded
+alike); it is renamed to its final name when every slice is written. A
 cache whose provenance differs from the current checkpoint or preprocessing is
 refused.
 """
@@ -13,6 +14,7 @@ refused.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -85,12 +87,18 @@ def build_cache(
         tmp = partial_path(final)
         if tmp.exists() and overwrite:
             tmp.unlink()
+        batch_size = batch_size or default_batch_size(backbone.device)
         if tmp.exists():
             with _open(tmp, "r") as f:
                 check_provenance(tmp, f.attrs, expected)
+                started = int(f.attrs.get("batch_size", batch_size))
+            if started != batch_size:
+                warnings.warn(f"{tmp}: resuming with the batch size it was started with ({started}), not {batch_size}, "
+                              "so that every slice is encoded alike")
+                batch_size = started
         else:
-            _create(tmp, dataset, backbone, expected)
-        _fill(tmp, dataset, backbone, batch_size or default_batch_size(backbone.device), progress)
+            _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size})
+        _fill(tmp, dataset, backbone, batch_size, progress)
         os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
     return final
 

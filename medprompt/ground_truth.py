@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -28,6 +28,16 @@ from medprompt.errors import MedpromptError
 from medprompt.volume_io import ITK_SUFFIXES, NIFTI_SUFFIXES, PNG_SUFFIXES, VolumeMeta, read_volume, strip_suffix
 
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES + PNG_SUFFIXES
+
+
+class CaseReference(Protocol):
+    """Per-case facts a download keeps beside its label files: a pixel size for files without one, and extra scores."""
+
+    summary: dict[str, str]   # extra score column -> its name in the summary line
+
+    def pixel_size(self, case: str) -> float | None: ...
+
+    def scores(self, case: str, mask: np.ndarray) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class GroundTruthLayout:
     annotation_suffix: str = ""                           # files ending so are ground truth too
     read_annotation: Callable[[Path], np.ndarray] | None = None   # such a file -> label map [slices, rows, cols]
     aliases: Callable[[Path], list[str]] | None = None    # extra case names of a `*_gt` file
+    reference: Callable[[Path, Path | None], CaseReference | None] | None = None  # (GT_DIR, --reference) -> facts
 
     def is_annotation(self, path: Path) -> bool:
         return bool(self.annotation_suffix) and path.name.endswith(self.annotation_suffix)

@@ -1,53 +1,78 @@
-"""Per-slice overlap and distance scores (MONAI's metrics), with empty masks handled explicitly.
+"""Overlap and surface-distance scores (MONAI's metrics) with one empty-mask rule, and their summaries.
 
-Both masks empty: Dice = IoU = 1 and HD95 = 0 (a correct "nothing here").
-Exactly one empty: Dice = IoU = 0 and HD95 undefined (NaN).
-HD95 is in millimetres when a pixel spacing is given, else in pixels.
+Both masks empty: Dice = IoU = 1 (a correct "nothing here"), distances NaN.
+Exactly one empty: Dice = IoU = 0, distances NaN (a distance to nothing is
+undefined). NaN is left out of every mean. Distances are in millimetres when a
+spacing is given, else in pixels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance, compute_iou
+
+
+def overlap_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dice and IoU of each of N binary masks [N, ...] (MONAI), under the empty-mask rule above."""
+    if len(pred) == 0:
+        return np.zeros(0), np.zeros(0)
+    p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32)[:, None])
+    g = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32)[:, None])
+    dice = compute_dice(p, g, include_background=True, ignore_empty=False).numpy()[:, 0]
+    iou = compute_iou(p, g, include_background=True, ignore_empty=False).numpy()[:, 0]
+    return dice.astype(np.float64), iou.astype(np.float64)
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Dice of two binary arrays; 1 when both are empty."""
-    total = int(pred.sum()) + int(gt.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, gt).sum()) / total
+    """Dice of two binary arrays of one structure (1 when both are empty)."""
+    return float(overlap_scores(np.asarray(pred)[None], np.asarray(gt)[None])[0][0])
 
 
-def slice_scores(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray | None = None) -> pd.DataFrame:
-    """Dice, IoU and HD95 for each of N slices of binary masks [N,H,W]; spacing [N,2] (row, col) in mm."""
+def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float] | None) -> tuple[float, float]:
+    """(HD95, ASSD) between two binary arrays, in the units of `spacing` (one value per axis; None: pixels).
+
+    NaN unless both are non-empty: a distance to nothing is undefined.
+    """
+    if not (pred.any() and gt.any()):
+        return math.nan, math.nan
+    p = torch.from_numpy(np.ascontiguousarray(pred, dtype=np.float32))[None, None]
+    g = torch.from_numpy(np.ascontiguousarray(gt, dtype=np.float32))[None, None]
+    sp = None if spacing is None else [float(s) for s in spacing]
+    with monai_deprecations_silenced():
+        hd95 = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=sp)
+        assd = compute_average_surface_distance(p, g, include_background=True, symmetric=True, spacing=sp)
+    return float(hd95.item()), float(assd.item())
+
+
+def structure_scores(pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """Dice, IoU, HD95 and ASSD of one binary structure in 2D or 3D (singleton axes dropped, with their spacing)."""
+    keep = [axis for axis, n in enumerate(gt.shape) if n > 1]
+    pred, gt = pred.reshape([gt.shape[a] for a in keep]), gt.reshape([gt.shape[a] for a in keep])
+    dice_value, iou_value = overlap_scores(pred[None], gt[None])
+    hd95, assd = surface_distances(pred, gt, [spacing[a] for a in keep])
+    return {"dice": float(dice_value[0]), "iou": float(iou_value[0]), "hd95_mm": hd95, "assd_mm": assd}
+
+
+def slice_scores(pred: np.ndarray, gt: np.ndarray, spacing: np.ndarray | None = None,
+                 distances: bool = True) -> pd.DataFrame:
+    """Dice, IoU (and HD95 unless `distances` is off) of each of N slices [N,H,W]; spacing [N,2] (row, col) in mm."""
     pred = np.asarray(pred).astype(bool)
     gt = np.asarray(gt).astype(bool)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
-    n = len(pred)
-    dice = np.ones(n)
-    iou = np.ones(n)
-    hd95 = np.zeros(n)
-    pred_any = pred.reshape(n, -1).any(1)
-    gt_any = gt.reshape(n, -1).any(1)
-    one_empty = pred_any ^ gt_any
-    dice[one_empty] = iou[one_empty] = 0.0
-    hd95[one_empty] = np.nan
-    both = np.flatnonzero(pred_any & gt_any)
-    if len(both):
-        p = torch.from_numpy(pred[both, None].astype(np.float32))
-        g = torch.from_numpy(gt[both, None].astype(np.float32))
-        dice[both] = compute_dice(p, g, include_background=True).numpy()[:, 0]
-        iou[both] = compute_iou(p, g, include_background=True).numpy()[:, 0]
-        sp = None if spacing is None else [[float(v) for v in spacing[k]] for k in both]
-        with monai_deprecations_silenced():
-            hd95[both] = compute_hausdorff_distance(p, g, include_background=True, percentile=95, spacing=sp).numpy()[:, 0]
-    return pd.DataFrame({"dice": dice, "iou": iou, "hd95": hd95})
+    dice_values, iou_values = overlap_scores(pred, gt)
+    table = pd.DataFrame({"dice": dice_values, "iou": iou_values})
+    if distances:
+        table["hd95"] = [surface_distances(p, g, None if spacing is None else spacing[k])[0]
+                         for k, (p, g) in enumerate(zip(pred, gt))]
+    return table
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Box-only model selection: score a learner on held-out box-annotated slices, never on their masks.
+"""Box-only model selection: score a method on held-out box-annotated slices, never on their masks.
 
 Each held-out slice contributes the IoU between the box around what the model
 predicts there (its islands dropped as the second pass drops them) and its
@@ -12,11 +12,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from medprompt.backbones import Backbone
-from medprompt.boxes import main_box
 from medprompt.device import autocast
+from medprompt.methods import Method
+from medprompt.supervision import main_box
 
 BATCH = 8
 
@@ -53,20 +53,19 @@ class BoxSelector:
         return len(self.targets)
 
     @torch.no_grad()
-    def score(self, learner: nn.Module) -> float:
-        """Mean box IoU of the learner's predictions over the held-out slices."""
-        was_training = learner.training
-        learner.eval()
+    def score(self, method: Method) -> float:
+        """Mean box IoU of the method's first-pass predictions over the held-out slices."""
+        was_training = method.training
+        method.eval()
         device = self.backbone.device
         ious = []
         for start in range(0, len(self.targets), BATCH):
             embeddings = self.embeddings[start : start + BATCH].to(device, torch.float32)
             with autocast(device):
-                sparse, dense = learner(embeddings)
-                logits = self.backbone.decode(embeddings, sparse, dense)
+                logits = method(embeddings)
             masks = (self.backbone.spec.crop_low_res(logits, self.image_size)[:, 0] > 0).cpu().numpy()
             for mask, target in zip(masks, self.targets[start : start + BATCH]):
                 box = main_box(mask, self.min_island)
                 ious.append(0.0 if box is None else box_iou(box, target))
-        learner.train(was_training)
+        method.train(was_training)
         return float(np.mean(ious))

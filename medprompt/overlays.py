@@ -15,7 +15,7 @@ import numpy as np
 from medprompt.atomic import atomic_path
 from medprompt.dataset import PreprocessedDataset
 from medprompt.metrics import dice
-from medprompt.predict_io import read_predictions
+from medprompt.prediction_store import read_predictions
 
 TRUTH_BGR = (80, 220, 80)
 PREDICTION_BGR = (40, 40, 240)

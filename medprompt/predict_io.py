@@ -1,126 +1,32 @@
-"""`medprompt predict`: route each input (dataset folder or raw image file) and write its outputs.
+"""`medprompt predict`: check every input up front, then route each (dataset folder or raw image file).
 
-A preprocessed dataset gives `predictions.h5` (`mask` [N,H,W], the target's label
-value where predicted) with its `manifest.csv`, plus one volume per case in the
-source geometry when the manifest records it. A raw file goes through the run's
-own preprocessing and comes back in its own geometry and format.
+A preprocessed dataset is predicted by `medprompt.prediction.predict_dataset`
+(`predictions.h5` plus volumes in the source geometry). A raw file goes through
+the run's own preprocessing and comes back in its own geometry and format.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 
-from medprompt.atomic import atomic_path
-from medprompt.boxes import boxes_from_dataset
-from medprompt.dataset import MANIFEST, PreprocessedDataset, read_manifest
+from medprompt.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.device import default_batch_size
 from medprompt.errors import MedpromptError
-from medprompt.locking import exclusive
-from medprompt.prediction import box_prompted_dataset, segment_dataset, segment_images
+from medprompt.methods import method_class
+from medprompt.prediction import predict_dataset, segment_images
+from medprompt.prediction_store import prediction_folder
 from medprompt.reconstruct import check_output_names, reconstruct
 from medprompt.run_dir import TrainedModel, finished_run_config, load_trained
 
-PREDICTIONS = "predictions.h5"
-RUNNING = ".predict_running"      # present while `predict` writes into a folder
-OUTPUTS = "predict_outputs.txt"   # what the last complete `predict` into a folder wrote, one name per line
 
-
-@contextlib.contextmanager
-def prediction_folder(out_dir: Path) -> Iterator[list[Path]]:
-    """Mark `out_dir` as being written for the block; the block appends what it writes, and only when it
-    ends without error is that list published (and the mark cleared). A folder left marked was interrupted."""
-    with exclusive(out_dir, "medprompt predict"):
-        (out_dir / OUTPUTS).unlink(missing_ok=True)
-        (out_dir / RUNNING).write_text(f"pid {os.getpid()}\n")
-        written: list[Path] = []
-        yield written
-        with atomic_path(out_dir / OUTPUTS) as tmp:
-            tmp.write_text("".join(f"{path.relative_to(out_dir)}\n" for path in written))
-        (out_dir / RUNNING).unlink(missing_ok=True)
-
-
-def completed_outputs(folder: Path) -> set[str] | None:
-    """The files the last complete `predict` wrote into `folder`; None for a folder `predict` did not write.
-
-    A folder whose `predict` was interrupted (or is still running) is refused.
-    """
-    if (folder / RUNNING).exists():
-        raise MedpromptError(f"{folder}: a `medprompt predict` into this folder did not finish (or is still running); "
-                             "predict again before evaluating")
-    if not (folder / OUTPUTS).is_file():
-        return None
-    return {line for line in (folder / OUTPUTS).read_text().splitlines() if line}
-
-
-def write_predictions(out_dir: Path, manifest: pd.DataFrame, masks: np.ndarray, attrs: dict) -> Path:
-    """`predictions.h5` + `manifest.csv` for predicted slices, each written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / PREDICTIONS) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("mask", data=masks, chunks=(1, *masks.shape[1:]), compression="gzip", compression_opts=1)
-            f.attrs.update(attrs)
-    with atomic_path(out_dir / MANIFEST) as tmp:
-        manifest.to_csv(tmp, index=False)
-    return out_dir / PREDICTIONS
-
-
-def read_predictions(pred_dir: Path) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """The manifest rows, masks and target label that `write_predictions` wrote."""
-    path = Path(pred_dir) / PREDICTIONS
-    try:
-        with h5py.File(path, "r") as f:
-            masks, label = f["mask"][:], int(f.attrs["target_label"])
-    except (OSError, KeyError) as exc:
-        raise MedpromptError(f"{path}: not a predictions file written by `medprompt predict` ({exc})") from None
-    manifest_path = Path(pred_dir) / MANIFEST
-    if not manifest_path.is_file():
-        raise MedpromptError(f"{manifest_path}: missing; {path.name} cannot be matched to its slices without it")
-    manifest = pd.read_csv(manifest_path, dtype={"slice_id": str, "case": str, "frame": str})
-    if masks.ndim != 3 or len(masks) != len(manifest) or "slice_id" not in manifest.columns:
-        raise MedpromptError(f"{path}: mask shape {masks.shape} does not match the {len(manifest)} rows of "
-                             f"{manifest_path.name} (each row one [H,W] slice, with a slice_id)")
-    return manifest, masks, label
-
-
-def has_source_geometry(manifest: pd.DataFrame) -> bool:
-    """Whether the manifest records how to map slices back to source files."""
-    return "source_image" in manifest.columns and manifest.source_image.notna().all()
-
-
-def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
-                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
-    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
-    dataset = PreprocessedDataset(dataset_dir)
-    rows = dataset.rows() if splits is None else np.flatnonzero(dataset.manifest.split.isin(list(splits)).to_numpy())
-    if len(rows) == 0:
-        raise MedpromptError(f"{dataset.manifest_path}: no slice in split {list(splits or [])}")
-    label = int(model.config["dataset"]["target_label"])
-    manifest = dataset.manifest.iloc[rows].reset_index(drop=True)
-    geometry = has_source_geometry(manifest)
-    if geometry:
-        check_output_names(manifest)
-    if box_prompt:
-        boxes = boxes_from_dataset(dataset, rows, label)
-        probs = box_prompted_dataset(model.backbone, dataset, rows, boxes, batch_size, progress)
-    else:
-        probs = segment_dataset(model.backbone, model.learner, dataset, rows, batch_size, progress, model.refine)
-    masks = ((probs > 0.5) * label).astype(np.uint8)
-    attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
-             "refined": int(model.refine.enabled and not box_prompt)}
-    with prediction_folder(out_dir) as written:
-        written.append(write_predictions(out_dir, manifest, masks, attrs))
-        if geometry:
-            written += reconstruct(manifest, masks, out_dir, kind="label")
-    return written
 
 
 Preparer = Callable[[Path, dict], tuple[pd.DataFrame, np.ndarray]]  # (file, preprocessing config) -> manifest, slices
@@ -143,13 +49,31 @@ def prepare_file(path: Path, run_config: dict, prepare: Preparer | None) -> tupl
         )
     manifest, images = prepare(path, config)
     check_output_names(manifest)
+    warn_if_unlike(path, manifest, run_config)
     return manifest, images
+
+
+SMALLEST_SIDE = 32  # source pixels: a slice smaller than this across holds too little to segment
+
+
+def warn_if_unlike(path: Path, manifest: pd.DataFrame, run_config: dict) -> None:
+    """One-line warnings for an input unlike what the run was trained on (another kind of image: a 2D PNG
+    through a run on MRI volumes), or too small to hold a structure; the input is still predicted."""
+    trained = run_config["dataset"].get("source_kinds") or []
+    kinds = source_kinds(manifest)
+    if trained and kinds and not set(kinds) & set(trained):
+        warnings.warn(f"{path}: a {', '.join(kinds)} file, but the run was trained on {', '.join(trained)} files "
+                      f"({run_config['dataset'].get('name')}); predicting it anyway, check it is the same kind of image")
+    smallest = int(min(manifest.src_height.min(), manifest.src_width.min())) if "src_height" in manifest else None
+    if smallest is not None and smallest < SMALLEST_SIDE:
+        warnings.warn(f"{path}: slices of {int(manifest.src_height.iloc[0])}x{int(manifest.src_width.iloc[0])} "
+                      "pixels; too small to hold a structure, the prediction will mean little")
 
 
 def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.ndarray, out_dir: Path,
                      batch_size: int) -> list[Path]:
     """Segment a prepared file's slices; the output has the file's geometry and format."""
-    probs = segment_images(model.backbone, model.learner, images, batch_size, refine_config=model.refine)
+    probs = segment_images(model.method, images, batch_size, refine_config=model.refine)
     masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
     return reconstruct(manifest, masks, out_dir, kind="label")
 
@@ -191,6 +115,9 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     if box_prompt and files:
         raise MedpromptError(f"{files[0]}: --box-prompt needs a preprocessed dataset folder with masks")
     run_config = finished_run_config(run_dir)
+    if files and method_class(run_config["train"]["method"]).needs_boxes:
+        raise MedpromptError(f"{files[0]}: the run's method {run_config['train']['method']} prompts with the true "
+                             "boxes; give a preprocessed dataset folder with masks")
     prepared = [prepare_file(path, run_config, prepare) for path in files]
     model = load_trained(run_dir, device, checkpoint)
     if refine is not None:

@@ -1,23 +1,33 @@
-"""Automatic segmentation: encoder -> prompt learner -> mask decoder (-> box-prompted second pass) -> mask.
+"""Automatic segmentation: encoder -> method (prompts, mask decoder) (-> box-prompted second pass) -> mask.
 
 No box and no label is needed. The box-prompted path (MedSAM given the tight
-ground-truth boxes) is here too: it is the upper bound the paper compares with.
+ground-truth boxes, the `box_prompted` method) is here too: it is the upper
+bound the paper compares with.
+`predict_dataset` segments a preprocessed dataset into `predictions.h5` and,
+when the manifest records the source geometry, volumes.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from medprompt.backbones import Backbone
-from medprompt.boxes import Boxes
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
+from medprompt.prediction_store import has_source_geometry, prediction_folder, write_predictions
+from medprompt.reconstruct import check_output_names, reconstruct
+from medprompt.methods import Method
+from medprompt.methods.box_prompted import BoxPrompted
 from medprompt.refinement import RefineConfig, refine
+from medprompt.run_dir import TrainedModel
+from medprompt.supervision import Boxes, boxes_from_dataset
 
 
 CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
@@ -44,40 +54,42 @@ def embeddings_for(dataset: PreprocessedDataset, backbone: Backbone, rows: np.nd
 
 
 @torch.no_grad()
-def segment_embeddings(backbone: Backbone, learner: nn.Module, embeddings: torch.Tensor, size: tuple[int, int],
+def segment_embeddings(method: Method, embeddings: torch.Tensor, size: tuple[int, int],
                        refine_config: RefineConfig = RefineConfig()) -> torch.Tensor:
-    """Foreground probabilities [B,H,W] from embeddings, with prompts from the learner (then refined if enabled)."""
+    """Foreground probabilities [B,H,W] from embeddings: the method's first pass, then refined if enabled."""
+    backbone = method.backbone
     with autocast(backbone.device):
-        sparse, dense = learner(embeddings)
-        logits = backbone.decode(embeddings, sparse, dense)
+        logits = method(embeddings)
         probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
-        return refine(backbone, embeddings, probs, size, refine_config)
+        return refine(method, embeddings, probs, size, refine_config)
 
 
 @torch.no_grad()
-def segment_images(backbone: Backbone, learner: nn.Module, images: np.ndarray, batch_size: int = 8,
-                   progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
+def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, progress: bool = True,
+                   refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
     """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
+    if method.needs_boxes:
+        raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
     out = np.zeros(images.shape, dtype=np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = torch.from_numpy(images[start : start + batch_size])
-        with autocast(backbone.device):
-            embeddings = backbone.encode(batch).float()
-        probs = segment_embeddings(backbone, learner, embeddings, images.shape[1:], refine_config)
+        with autocast(method.backbone.device):
+            embeddings = method.backbone.encode(batch).float()
+        probs = segment_embeddings(method, embeddings, images.shape[1:], refine_config)
         out[start : start + len(batch)] = probs.float().cpu().numpy()
     return out
 
 
 @torch.no_grad()
-def segment_dataset(backbone: Backbone, learner: nn.Module, dataset: PreprocessedDataset, rows: np.ndarray,
-                    batch_size: int = 8, progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
+def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, batch_size: int = 8,
+                    progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
     """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
-    for batch, embeddings in embeddings_for(dataset, backbone, rows, batch_size):
-        probs = segment_embeddings(backbone, learner, embeddings, size, refine_config)
+    for batch, embeddings in embeddings_for(dataset, method.backbone, rows, batch_size):
+        probs = segment_embeddings(method, embeddings, size, refine_config)
         out[[position[r] for r in batch]] = probs.float().cpu().numpy()
         bar.update(len(batch))
     bar.close()
@@ -85,9 +97,10 @@ def segment_dataset(backbone: Backbone, learner: nn.Module, dataset: Preprocesse
 
 
 @torch.no_grad()
-def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
+def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
                          batch_size: int = 8, progress: bool = True) -> np.ndarray:
-    """Probabilities [len(rows),H,W] of the backbone prompted with each slice's boxes (union over boxes)."""
+    """Probabilities [len(rows),H,W] of the method's decoder prompted with each slice's boxes (union over boxes)."""
+    backbone = method.backbone
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
     ids = dataset.manifest.slice_id.to_numpy()
@@ -102,7 +115,7 @@ def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows:
         if prompt_boxes:
             owner_t = torch.tensor(owner, device=backbone.device)
             with autocast(backbone.device):
-                logits = backbone.prompt(embeddings[owner_t], torch.tensor(np.array(prompt_boxes)), size)
+                logits = method.prompt_with_boxes(embeddings[owner_t], np.array(prompt_boxes), size)
             probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].float()
             index = owner_t.view(-1, 1, 1).expand_as(probs)
             merged = torch.zeros((len(batch), *size), device=probs.device).scatter_reduce_(0, index, probs, "amax")
@@ -110,3 +123,34 @@ def box_prompted_dataset(backbone: Backbone, dataset: PreprocessedDataset, rows:
         bar.update(len(batch))
     bar.close()
     return out
+
+
+def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
+                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
+    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
+    dataset = PreprocessedDataset(dataset_dir)
+    rows = dataset.rows() if splits is None else np.flatnonzero(dataset.manifest.split.isin(list(splits)).to_numpy())
+    if len(rows) == 0:
+        raise MedpromptError(f"{dataset.manifest_path}: no slice in split {list(splits or [])}")
+    label = int(model.config["dataset"]["target_label"])
+    manifest = dataset.manifest.iloc[rows].reset_index(drop=True)
+    geometry = has_source_geometry(manifest)
+    if geometry:
+        check_output_names(manifest)
+    box_prompt = box_prompt or model.method.needs_boxes
+    if box_prompt:
+        if not dataset.has_masks:
+            raise MedpromptError(f"{dataset.slices_path}: no masks to take the box prompts from")
+        boxes = boxes_from_dataset(dataset, rows, label)
+        bound = model.method if model.method.needs_boxes else BoxPrompted(model.backbone, model.config["train"])
+        probs = box_prompted_dataset(bound, dataset, rows, boxes, batch_size, progress)
+    else:
+        probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine)
+    masks = ((probs > 0.5) * label).astype(np.uint8)
+    attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
+             "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt)}
+    with prediction_folder(out_dir) as written:
+        written.append(write_predictions(out_dir, manifest, masks, attrs))
+        if geometry:
+            written += reconstruct(manifest, masks, out_dir, kind="label")
+    return written

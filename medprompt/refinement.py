@@ -1,10 +1,11 @@
-"""Second pass at prediction: the learned prompt's mask gives a box, the frozen backbone prompted with it gives the mask.
+"""Second pass: the first pass's mask gives a box, the method's decoder prompted with it gives the mask.
 
-SAM-SP's self-prompting, used at inference only. The backbone is at its best
-with a box (its box-prompted Dice is the upper bound), so a rough first mask is
-turned into the box it implies, after dropping islands far smaller than its
-main component, and the backbone redraws the structure inside it. A slice whose
-first mask is empty stays empty.
+SAM-SP's self-prompting. The backbone is at its best with a box (its
+box-prompted Dice is the upper bound), so a rough first mask is turned into
+the box it implies, after dropping islands far smaller than its main
+component, and the decoder redraws the structure inside it. A slice whose
+first mask is empty stays empty. Used at prediction for every method with
+`refine.enabled`; in training by `distill` and `second_pass_loss`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from medprompt.backbones import Backbone
-from medprompt.boxes import main_box
+from medprompt.methods import Method
+from medprompt.supervision import main_box
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RefineConfig:
     enabled: bool = False
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
     distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
+    second_pass_loss: float = 0.0  # training: weight of the supervision loss on the second pass itself
 
     @classmethod
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
@@ -33,26 +35,26 @@ class RefineConfig:
         return cls(**(train_cfg.get("refine") or {}))
 
 
-@torch.no_grad()
-def second_pass(backbone: Backbone, embeddings: torch.Tensor, boxes: list[np.ndarray | None],
+def second_pass(method: Method, embeddings: torch.Tensor, boxes: list[np.ndarray | None],
                 size: tuple[int, int]) -> tuple[list[int], torch.Tensor | None]:
-    """The slices that have a box (slice pixels; None: no box), and their box-prompted low-res logits."""
+    """The slices that have a box (slice pixels; None: no box), and the low-res logits of the method's decoder
+    prompted with their boxes (gradients flow when enabled, for a method that tunes its decoder)."""
     keep = [i for i, box in enumerate(boxes) if box is not None]
     if not keep:
         return keep, None
-    return keep, backbone.prompt(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
+    return keep, method.prompt_with_boxes(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
 
 
 @torch.no_grad()
-def refine(backbone: Backbone, embeddings: torch.Tensor, probs: torch.Tensor, size: tuple[int, int],
+def refine(method: Method, embeddings: torch.Tensor, probs: torch.Tensor, size: tuple[int, int],
            config: RefineConfig) -> torch.Tensor:
     """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
     if not config.enabled:
         return probs
     boxes = [main_box(mask, config.min_island) for mask in (probs > 0.5).cpu().numpy()]
-    keep, logits = second_pass(backbone, embeddings, boxes, size)
+    keep, logits = second_pass(method, embeddings, boxes, size)
     if not keep:
         return probs
     out = probs.clone()
-    out[keep] = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].to(out.dtype)
+    out[keep] = torch.sigmoid(method.backbone.logits_to_image(logits, size))[:, 0].to(out.dtype)
     return out

@@ -4,7 +4,7 @@
     train_boxes.csv             the training slices (the few-shot subset) and their boxes
     train_log.csv               one row per epoch: loss terms, box fills, health, held-out box IoU
     resume_state.pt             resumable state (written every epoch)
-    prompt_module.safetensors   the selected epoch's prompt-learner weights (present once training ends)
+    method.safetensors          the selected epoch's learned tensors of the method (present once training ends)
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save
-from torch import nn
 
 from medprompt.backbones import Backbone, load_backbone
 from medprompt.config import read_yaml
 from medprompt.config_rules import lookup
 from medprompt.errors import MedpromptError
-from medprompt.prompt_learners import build_prompt_learner
+from medprompt.methods import Method, build_method
 from medprompt.refinement import RefineConfig
 
 CONFIG = "config.yaml"
 BOXES = "train_boxes.csv"
 LOG = "train_log.csv"
 RESUME_STATE = "resume_state.pt"
-WEIGHTS = "prompt_module.safetensors"
+WEIGHTS = "method.safetensors"
 RECORDED_KEYS = ("dataset.target_label", "dataset.slice_shape", "backbone.id", "backbone.checkpoint_sha256",
-                 "train.prompt_learner")
+                 "train.method", "train.supervision")
 
 
 def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -48,11 +47,11 @@ def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) ->
 
 @dataclass
 class TrainedModel:
-    """A frozen backbone, a trained prompt learner and the run's second-pass setting, ready to predict."""
+    """A frozen backbone, a trained method and the run's second-pass setting, ready to predict."""
 
     config: dict[str, Any]
     backbone: Backbone
-    learner: nn.Module
+    method: Method
     refine: RefineConfig
 
 
@@ -71,7 +70,7 @@ def finished_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None) -> TrainedModel:
-    """Load a finished run: its backbone (checkpoint verified by sha256) and its prompt learner."""
+    """Load a finished run: its backbone (checkpoint verified by sha256) and its method's learned tensors."""
     run_dir = Path(run_dir)
     config = finished_run_config(run_dir)
     recorded = config["backbone"]
@@ -82,12 +81,11 @@ def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: s
             f"{path or 'bundled weights'}: sha256 {backbone.checkpoint_sha256[:12]}... differs from the checkpoint this run "
             f"was trained with ({recorded['checkpoint_sha256'][:12]}...); pass --checkpoint with that file"
         )
-    learner = build_prompt_learner(config["train"]["prompt_learner"])
+    method = build_method(backbone, config["train"])
     try:
-        learner.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+        method.load_trainable_state(load_file(str(run_dir / WEIGHTS), device=str(backbone.device)))
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in safetensors or in torch; one message for both
         reason = str(exc).strip().splitlines()[0][:160]
-        raise MedpromptError(f"{run_dir / WEIGHTS}: damaged or not this run's prompt learner ({reason}); "
+        raise MedpromptError(f"{run_dir / WEIGHTS}: damaged or not this run's {method.name} weights ({reason}); "
                              "train the run again") from None
-    learner.to(device).eval()
-    return TrainedModel(config, backbone, learner, RefineConfig.from_train_config(config["train"]))
+    return TrainedModel(config, backbone, method.eval(), RefineConfig.from_train_config(config["train"]))

@@ -1,11 +1,13 @@
-"""Train a prompt learner from tight boxes alone, through the frozen mask decoder.
+"""Train a method (`medprompt.methods`) from tight boxes alone (or from masks), on cached embeddings.
 
-Cached embeddings -> prompt learner -> frozen SAM mask decoder -> low-res logits
--> box-constraint losses. Checkpointed every epoch; `resume` continues an
-interrupted run and, on the CPU, ends with the same weights as an uninterrupted one.
+Cached embeddings -> method (prompt learner and mask decoder) -> low-res logits
+-> box-constraint losses, or Dice + cross-entropy against the masks the backbone
+draws in the boxes (`supervision: pseudo_masks`) or the dataset's masks (`masks`).
+Checkpointed every epoch; `resume` continues an interrupted run and, on the
+CPU, ends with the same weights as an uninterrupted one.
 A run whose predictions on its training slices stay empty (or fill the image)
 starts again from a new initialisation, and fails with a message rather than
-write an empty model. Every few epochs the learner is
+write an empty model. Every few epochs the method is
 scored on held-out slices from their boxes alone; the best epoch is written.
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,73 +28,35 @@ from medprompt import __version__
 from medprompt.atomic import atomic_path
 from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
-from medprompt.boxes import Boxes, boxes_from_dataset, main_box, read_box_csv, write_box_csv
 from medprompt.collapse import HEALTHY, CollapseConfig, box_fill, classify
-from medprompt.config import apply_overrides, dump_config, merge, read_yaml, user_config_path
+from medprompt.config import (apply_overrides, bundled_config_path, dump_config, load_config, merge, read_yaml,
+                              user_config_path)
 from medprompt.config_rules import Rule, check_config
-from medprompt.dataset import PreprocessedDataset
+from medprompt.dataset import PreprocessedDataset, source_kinds
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
-from medprompt.prompt_learners import available_prompt_learners, build_prompt_learner
+from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
+from medprompt.methods import (DEFAULT_METHOD, PROMPT_OFFSETS, available_methods, build_method, method_class,
+                               method_rules)
 from medprompt.refinement import RefineConfig, second_pass
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
+from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, read_box_csv, select_training_set,
+                                   write_box_csv)
 
 
-@dataclass
-class TrainingSet:
-    """The training slices: their manifest rows, ids and boxes (slice pixels)."""
-
-    rows: np.ndarray
-    slice_ids: list[str]
-    boxes: Boxes
-
-
-def select_training_set(
-    dataset: PreprocessedDataset, train_cfg: dict[str, Any], boxes_csv: str | os.PathLike | None = None
-) -> TrainingSet:
-    """Training slices with their boxes: from the user's box file, or derived from the train split's masks.
-
-    With `shots`, a seeded subset of that many slices (among those with the target) is kept.
-    """
-    if boxes_csv is not None:
-        boxes = read_box_csv(boxes_csv, dataset)
-        candidates = np.array(sorted(dataset.index_of[s] for s in boxes))
-    else:
-        if not dataset.has_masks:
-            raise MedpromptError(f"{dataset.slices_path}: no masks to derive boxes from; give --boxes FILE.csv")
-        candidates = dataset.rows("train", with_target=True)
-        if "target_area" in dataset.manifest.columns:
-            area = dataset.manifest.target_area.to_numpy()[candidates]
-            candidates = candidates[area >= train_cfg["min_target_area"]]
-        label = train_cfg["label"] if train_cfg["label"] is not None else dataset.target_label
-        boxes = boxes_from_dataset(dataset, candidates, int(label), train_cfg["min_target_area"])
-        candidates = np.array([r for r in candidates if len(boxes[dataset.manifest.slice_id.iloc[r]])], dtype=np.int64)
-    if len(candidates) == 0:
-        raise MedpromptError(f"{dataset.root}: no training slice with a box")
-    shots = train_cfg["shots"]
-    if shots is not None:
-        if shots > len(candidates):
-            raise MedpromptError(f"--shots {shots}: the train split of {dataset.root} has only {len(candidates)} "
-                                 f"slices with the target; use --shots {len(candidates)} or fewer, or preprocess more "
-                                 "patients, frames or views into it")
-        rng = np.random.default_rng(train_cfg["seed"])
-        candidates = np.sort(rng.choice(candidates, size=shots, replace=False))
-    ids = [dataset.manifest.slice_id.iloc[r] for r in candidates]
-    return TrainingSet(candidates, ids, {s: boxes[s] for s in ids})
-
-
-PROMPT_OFFSETS = ("whole_image_box", "none")
 FRACTION = Rule("number", 0, 1)
+SUPERVISIONS = ("boxes", "pseudo_masks", "masks")
 TRAIN_RULES = {
-    "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS),
+    "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS), "supervision": Rule("choice", choices=SUPERVISIONS),
     "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
     "min_target_area": Rule("int", 1),
     "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
+    "refine.second_pass_loss": Rule("number", 0),
     "selection.split": Rule("choice", choices=("train", "val", "test"), nullable=True),
     "selection.every": Rule("int", 1), "selection.max_slices": Rule("int", 1), "selection.after": FRACTION,
     "collapse.empty_below": FRACTION, "collapse.full_above": FRACTION, "collapse.patience": Rule("int", 1),
@@ -102,11 +65,6 @@ TRAIN_RULES = {
     "loss.size_bounds": Rule("numbers", 0, 1, length=2, increasing=True),
     "loss.w_outside": Rule("number", 0), "loss.w_tightness": Rule("number", 0), "loss.w_size": Rule("number", 0),
 }
-
-
-def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The fixed prompts a learner's outputs are added to (`prompt_offset` in the config: PROMPT_OFFSETS)."""
-    return backbone.whole_image_prompt() if train_cfg["prompt_offset"] == "whole_image_box" else None
 
 
 class Trainer:
@@ -125,9 +83,20 @@ class Trainer:
         self.image_size = tuple(dataset.shape[1:])
         self.low_res_boxes = [backbone.spec.boxes_to_low_res(training_set.boxes[s], self.image_size)
                               for s in training_set.slice_ids]
-        loss_cfg = dict(self.cfg["loss"])
-        loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
-        self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
+        self.supervision = self.cfg["supervision"]
+        if self.supervision == "masks":
+            label = int(config["dataset"]["target_label"])
+            masks = dataset.masks(training_set.rows) == label
+            self.targets = low_res_masks(masks, backbone.spec.low_res_shape(self.image_size))
+            self.loss = MaskLoss()
+        elif self.supervision == "pseudo_masks":
+            boxes = [training_set.boxes[s] for s in training_set.slice_ids]
+            self.targets = pseudo_masks(backbone, self.embeddings, boxes, self.image_size)
+            self.loss = MaskLoss()
+        else:
+            loss_cfg = dict(self.cfg["loss"])
+            loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
+            self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
         self.collapse = CollapseConfig(**self.cfg["collapse"])
         self.refine = RefineConfig.from_train_config(self.cfg)
         self.selector = self.build_selector(cache)
@@ -136,15 +105,15 @@ class Trainer:
         self.start()
 
     def start(self) -> None:
-        """A new learner (initialised from seed + number of restarts), optimiser and schedule, at epoch 0."""
+        """A new method (initialised from seed + number of restarts), optimiser and schedule, at epoch 0."""
         torch.manual_seed(self.cfg["seed"] + self.recoveries)
-        self.learner = build_prompt_learner(self.cfg["prompt_learner"], offset=prompt_offset(self.backbone, self.cfg))
-        self.learner.to(self.device)
-        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
+        self.method = build_method(self.backbone, self.cfg)
+        learned = [p for p in self.method.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(learned, lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
         step_epoch = max(1, round(self.cfg["epochs"] * self.cfg["lr_step_at"]))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=self.cfg["lr_gamma"])
         self.epoch = self.unhealthy_epochs = 0
-        self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "learner": None}
+        self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
 
     def build_selector(self, cache: EmbeddingCache) -> BoxSelector | None:
         """Held-out slices of the selection split with boxes from the dataset's masks; None when there are none."""
@@ -173,33 +142,44 @@ class Trainer:
         embeddings = self.embeddings[batch].to(self.device, torch.float32)
         boxes = [self.low_res_boxes[i] for i in batch]
         with autocast(self.device):
-            sparse, dense = self.learner(embeddings)
-            logits = self.backbone.decode(embeddings, sparse, dense)
+            logits = self.method(embeddings)
         logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
-        terms = self.loss(logits, boxes)
-        if self.refine.distill > 0:
-            terms["distill"] = self.distillation(embeddings, logits)
-            terms["loss"] = terms["loss"] + self.refine.distill * terms["distill"]
+        terms = self.supervised_loss(logits, batch)
+        if self.refine.distill > 0 or self.refine.second_pass_loss > 0:
+            for key, value in self.second_pass_terms(embeddings, logits, batch).items():
+                terms[key] = value
+                terms["loss"] = terms["loss"] + getattr(self.refine, key) * value
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
 
-    def distillation(self, embeddings: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the first pass (cropped low-res `logits`) against the box-prompted second pass it
-        implies, on the slices where the first pass predicts anything; 0 where none does.
+    def supervised_loss(self, logits: torch.Tensor, batch: np.ndarray) -> dict[str, torch.Tensor]:
+        """The box losses, or Dice + cross-entropy against the masks, of cropped low-res logits."""
+        if self.supervision != "boxes":
+            return self.loss(logits, self.targets[batch])
+        return self.loss(logits, [self.low_res_boxes[i] for i in batch])
 
-        The box is taken on the low-res mask and mapped to the slice, so no full-size upsampling is done per step.
+    def second_pass_terms(self, embeddings: torch.Tensor, logits: torch.Tensor, batch: np.ndarray) -> dict[str, torch.Tensor]:
+        """SAM-SP's terms on the box-prompted second pass that the first pass (cropped low-res `logits`) implies:
+        `distill`, the first pass's cross-entropy against it, and `second_pass_loss`, its own supervised loss.
+
+        Only slices where the first pass predicts anything count (0 when none does). The box is taken on the
+        low-res mask and mapped to the slice, so no full-size upsampling is done per step.
         """
         spec = self.backbone.spec
         boxes = [main_box(mask, self.refine.min_island) for mask in (logits.detach()[:, 0] > 0).cpu().numpy()]
         boxes = [None if box is None else spec.low_res_boxes_to_slice(box, self.image_size)[0] for box in boxes]
-        with autocast(self.device):
-            keep, second = second_pass(self.backbone, embeddings, boxes, self.image_size)
-        if not keep:
-            return logits.sum() * 0.0
-        target = torch.sigmoid(spec.crop_low_res(second, self.image_size).float())
-        return F.binary_cross_entropy_with_logits(logits[keep], target)
+        with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device):
+            keep, second = second_pass(self.method, embeddings, boxes, self.image_size)
+        terms = {}
+        if self.refine.distill > 0:
+            target = torch.sigmoid(spec.crop_low_res(second, self.image_size).float().detach()) if keep else None
+            terms["distill"] = F.binary_cross_entropy_with_logits(logits[keep], target) if keep else logits.sum() * 0.0
+        if self.refine.second_pass_loss > 0:
+            own = self.supervised_loss(spec.crop_low_res(second, self.image_size).float(), batch[keep]) if keep else None
+            terms["second_pass_loss"] = own["loss"] if keep else logits.sum() * 0.0
+        return terms
 
     def fit(self, progress: bool = True) -> None:
         """Train until the configured epoch count; undo collapses; write the selected epoch's weights.
@@ -225,10 +205,10 @@ class Trainer:
                     self.recover(row, bar)
                     continue
             if self.selector is not None and self.selection_epoch(self.epoch):
-                row["val_box_iou"] = self.selector.score(self.learner)
+                row["val_box_iou"] = self.selector.score(self.method)
                 if row["val_box_iou"] > self.best["score"]:
                     self.best = {"score": row["val_box_iou"], "epoch": self.epoch,
-                                 "learner": {k: v.detach().clone() for k, v in self.learner.state_dict().items()}}
+                                 "state": {k: v.detach().clone() for k, v in self.method.trainable_state().items()}}
             self.log.append(row)
             self.save_resume_state()
         bar.close()
@@ -241,7 +221,7 @@ class Trainer:
 
     def run_epoch(self, bar: tqdm) -> dict[str, Any]:
         """One pass over the training set; its log row (mean loss terms, box fills, state)."""
-        self.learner.train()
+        self.method.train()
         start = time.perf_counter()
         sums: dict[str, float] = {}
         fills_in, fills_out = [], []
@@ -281,18 +261,17 @@ class Trainer:
 
     def write_weights(self) -> None:
         """The selected epoch's weights (the last epoch's without a selection split)."""
-        metadata = {"prompt_learner": self.cfg["prompt_learner"], "medprompt_version": __version__,
-                    "epoch": str(self.epoch)}
-        state = self.learner.state_dict()
-        if self.best["learner"] is not None:
-            state = self.best["learner"]
+        metadata = {"method": self.cfg["method"], "medprompt_version": __version__, "epoch": str(self.epoch)}
+        state = self.method.trainable_state()
+        if self.best["state"] is not None:
+            state = self.best["state"]
             metadata.update(epoch=str(self.best["epoch"]), val_box_iou=f"{self.best['score']:.4f}")
         with atomic_path(self.run_dir / WEIGHTS) as tmp:
             tmp.write_bytes(weights_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata))
 
     def save_resume_state(self) -> None:
         """Resumable state and the epoch log, each replaced atomically."""
-        state = {"epoch": self.epoch, "learner": self.learner.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"epoch": self.epoch, "method": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "log": self.log, "recoveries": self.recoveries,
                  "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
         with atomic_path(self.run_dir / RESUME_STATE) as tmp:
@@ -306,7 +285,7 @@ class Trainer:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
             self.recoveries = int(state["recoveries"])
-            self.learner.load_state_dict(state["learner"])
+            self.method.load_trainable_state(state["method"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.epoch = int(state["epoch"])
@@ -331,6 +310,7 @@ def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict
             "target_label": int(train_cfg["label"] if train_cfg["label"] is not None else dataset.target_label),
             "slice_shape": list(dataset.shape[1:]),
             "preprocessing": dataset.attrs.get("config"),
+            "source_kinds": source_kinds(dataset.manifest),
         },
         "backbone": {
             "id": backbone.backbone_id,
@@ -345,8 +325,16 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
                       boxes_csv: str | os.PathLike | None = None, resume: bool = False) -> TrainingSet:
     """Everything that can be refused before a backbone is loaded: the run folder, the settings, the training slices."""
     run_dir = Path(run_dir)
-    learners = Rule("choice", choices=tuple(available_prompt_learners()))
-    check_config(train_cfg, {"prompt_learner": learners, **TRAIN_RULES})
+    methods = Rule("choice", choices=tuple(available_methods()))
+    check_config(train_cfg, {"method": methods, **TRAIN_RULES})
+    method = method_class(train_cfg["method"])
+    check_config(train_cfg, {key: rule for key, rule in method_rules().items() if key.startswith(f"{method.name}.")})
+    if train_cfg["supervision"] not in method.supervisions:
+        raise MedpromptError(f"--supervision {train_cfg['supervision']}: method {method.name} learns from "
+                             f"{' or '.join(method.supervisions)} only")
+    if train_cfg["supervision"] == "masks" and (boxes_csv is not None or not dataset.has_masks):
+        raise MedpromptError(f"--supervision masks: needs the dataset's masks ({dataset.root} has "
+                             f"{'masks, but --boxes was given' if dataset.has_masks else 'none'}); use --supervision boxes")
     if resume:
         if not (run_dir / CONFIG).is_file():
             raise MedpromptError(f"{run_dir}: nothing to resume (no {CONFIG})")
@@ -375,7 +363,7 @@ def setting_differences(recorded: Any, current: Any, prefix: str = "") -> list[s
 def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
           boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the run directory.
+    """Train (or resume) a run; returns the run directory. A method with nothing to learn only records the run.
 
     To resume with the recorded settings, pass `resumed_train_config(run_dir)` as `train_cfg`.
     """
@@ -393,11 +381,30 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
         if not resume:
             write_box_csv(training_set.boxes, run_dir / BOXES)
             dump_config(config, run_dir / CONFIG)
+        if not method_class(train_cfg["method"]).trainable:
+            with atomic_path(run_dir / WEIGHTS) as tmp:
+                tmp.write_bytes(weights_bytes({}, {"method": train_cfg["method"], "medprompt_version": __version__}))
+            return run_dir
         trainer = Trainer(dataset, backbone, config, run_dir, training_set)
         if resume and (run_dir / RESUME_STATE).exists():
             trainer.load_resume_state()
         trainer.fit(progress=progress)
     return run_dir
+
+
+def load_train_config(method: str | None = None, path: str | os.PathLike | None = None,
+                      overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """configs/train.yaml, then the method's configs/methods/NAME.yaml, then the user's file and overrides.
+
+    The method is `method` (`--method`), else the one the file or the overrides name, else the default.
+    """
+    name = method or load_config("train", path, overrides).get("method") or DEFAULT_METHOD
+    if not isinstance(name, str) or name not in available_methods():
+        raise MedpromptError(f"--method {name}: unknown; available: {', '.join(available_methods())}")
+    config = merge(read_yaml(bundled_config_path("train")), read_yaml(bundled_config_path(f"methods/{name}")))
+    if path is not None:
+        config = merge(config, read_yaml(user_config_path(path)))
+    return {**apply_overrides(config, overrides), "method": name}
 
 
 def resumed_train_config(run_dir: str | os.PathLike, path: str | os.PathLike | None = None,

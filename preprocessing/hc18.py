@@ -21,9 +21,9 @@ import numpy as np
 
 from medprompt.errors import MedpromptError
 from medprompt.ground_truth import GroundTruthLayout
-from medprompt.head_circumference import read_hc_table
 from medprompt.volume_io import read_volume, strip_suffix
 from preprocessing.cases import LoadedCase, RawCase, load_image
+from preprocessing.head_circumference import hc18_reference, read_hc_table
 
 ANNOTATION_SUFFIX = "_Annotation.png"
 HEAD_LABEL = 1
@@ -112,4 +112,4 @@ def input_case(path: Path) -> RawCase:
 
 
 GROUND_TRUTH = GroundTruthLayout("hc18", r"^\d+_\d*HC$", annotation_suffix=ANNOTATION_SUFFIX,
-                                 read_annotation=annotation_mask)
+                                 read_annotation=annotation_mask, reference=hc18_reference)

@@ -1,9 +1,10 @@
-"""Helpers shared by the tests: where the real samples are, and an independent Dice."""
+"""Helpers shared by the tests: where the real samples are, an independent Dice, and an interruption."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -15,3 +16,18 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def interrupt_on_call(monkeypatch, owner: type, name: str, call: int) -> Callable[[], None]:
+    """Make `owner.name` raise KeyboardInterrupt (as a kill would stop it) on its `call`-th call; returns the
+    function that puts the original back."""
+    original, calls = getattr(owner, name), {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+    return lambda: monkeypatch.setattr(owner, name, original)

@@ -28,7 +28,7 @@ def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsy
     run = tmp_path / "run"
     assert main(["train", str(embedded), "--out", str(run), "--shots", "4", "--seed", "1", "--epochs", "2",
                  *backbone_args(tiny_checkpoint)]) == 0
-    assert (run / "prompt_module.safetensors").exists()
+    assert (run / "method.safetensors").exists()
     pred = tmp_path / "pred"
     assert main(["predict", str(run), str(embedded), "--out", str(pred), "--split", "test"]) == 0
     with h5py.File(pred / "predictions.h5", "r") as f:
@@ -40,6 +40,29 @@ def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsy
     assert table.dice.between(0, 1).all()
     assert "slices with target: dice" in capsys.readouterr().out
     assert (tmp_path / "m_summary.csv").exists()
+
+
+@pytest.mark.parametrize("method, supervision", [("ptsam", "masks"), ("sam_sp", "boxes"), ("box_prompted", "boxes")])
+def test_every_method_through_the_command_line(embedded, tiny_checkpoint, tmp_path, capsys, method, supervision):
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--method", method, "--supervision", supervision,
+                 "--shots", "4", "--epochs", "1", *backbone_args(tiny_checkpoint)]) == 0
+    assert f"trained {method}: {run}" in capsys.readouterr().out
+    recorded = (run / "config.yaml").read_text()
+    assert f"method: {method}" in recorded and f"supervision: {supervision}" in recorded
+    assert main(["predict", str(run), str(embedded), "--out", str(tmp_path / "pred"), "--split", "test"]) == 0
+    with h5py.File(tmp_path / "pred" / "predictions.h5", "r") as f:
+        assert f["mask"].shape == (4, 64, 64) and f.attrs["method"] == method
+
+
+def test_unknown_method_or_supervision_it_does_not_take_is_one_line(embedded, tiny_checkpoint, tmp_path, capsys):
+    assert main(["train", str(embedded), "--out", str(tmp_path / "a"), "--method", "unet",
+                 *backbone_args(tiny_checkpoint)]) == 2
+    assert "--method unet: unknown; available: box_prompted, conv_fc, ptsam, sam_sp" in capsys.readouterr().err
+    assert main(["train", str(embedded), "--out", str(tmp_path / "b"), "--method", "box_prompted", "--supervision",
+                 "masks", *backbone_args(tiny_checkpoint)]) == 2
+    assert "method box_prompted learns from boxes only" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_box_prompted_upper_bound_output(embedded, tiny_checkpoint, tmp_path):
@@ -123,10 +146,10 @@ def test_resume_reads_the_recorded_settings_and_names_a_changed_one(embedded, ti
     run = tmp_path / "run"
     assert main(["train", str(embedded), "--out", str(run), "--shots", "3", "--seed", "1", "--epochs", "2",
                  *backbone_args(tiny_checkpoint)]) == 0
-    (run / "prompt_module.safetensors").unlink()  # as if killed before the end
+    (run / "method.safetensors").unlink()  # as if killed before the end
     assert main(["train", str(embedded), "--out", str(run), "--resume", "--backbone", "tiny_test",
                  "--checkpoint", str(tiny_checkpoint)]) == 0
-    assert (run / "prompt_module.safetensors").exists()
+    assert (run / "method.safetensors").exists()
     capsys.readouterr()
     expect_error(capsys, ["train", str(embedded), "--out", str(run), "--resume", "--shots", "4", "--backbone",
                           "tiny_test", "--checkpoint", str(tiny_checkpoint)], "train.shots: recorded 3, now 4")
@@ -194,17 +217,17 @@ def finished_run(embedded, tiny_checkpoint, tmp_path):
 
 
 def truncate_weights(run):
-    path = run / "prompt_module.safetensors"
+    path = run / "method.safetensors"
     path.write_bytes(path.read_bytes()[:300])
 
 
 def foreign_weights(run):
-    save_file({"w": torch.zeros(3)}, str(run / "prompt_module.safetensors"))
+    save_file({"w": torch.zeros(3)}, str(run / "method.safetensors"))
 
 
 @pytest.mark.parametrize("damage, fragment", [
-    (truncate_weights, "prompt_module.safetensors: damaged or not this run's prompt learner"),
-    (foreign_weights, "prompt_module.safetensors: damaged or not this run's prompt learner"),
+    (truncate_weights, "method.safetensors: damaged or not this run's conv_fc weights"),
+    (foreign_weights, "method.safetensors: damaged or not this run's conv_fc weights"),
     (lambda run: (run / "config.yaml").write_text("dataset: [unclosed\n"), "config.yaml: not valid YAML at line"),
     (lambda run: (run / "config.yaml").write_text("dataset: {}\n"), "config.yaml: incomplete run config (no dataset."),
 ])
@@ -226,7 +249,7 @@ def test_a_damaged_resume_state_or_missing_boxes_are_named(finished_run, embedde
 
 
 def test_evaluate_refuses_a_predictions_file_without_its_manifest_or_of_another_shape(embedded, tmp_path, capsys):
-    from medprompt.predict_io import write_predictions
+    from medprompt.prediction_store import write_predictions
 
     dataset_rows = pd.read_csv(embedded / "manifest.csv", dtype={"slice_id": str}).iloc[:4]
     write_predictions(tmp_path / "p", dataset_rows, np.zeros((3, 64, 64), np.uint8), {"target_label": 1})

@@ -11,6 +11,7 @@ from medprompt.collapse import EMPTY, FULL, HEALTHY, CollapseConfig, box_fill, c
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.training import Trainer, train
+from helpers import interrupt_on_call
 from tiny_backbone import NO_COLLAPSE_CHECK
 
 
@@ -58,7 +59,7 @@ def test_a_collapse_starts_again_from_a_new_initialisation(setup, tmp_path, monk
     assert log.state.iloc[2] == "empty" and log.state.iloc[3] == "empty: restarted from initialisation 1"
     assert (log.state.iloc[4:] == "healthy").all() and log.lr.iloc[4] == pytest.approx(1e-3)
     assert log.loss.iloc[4] != pytest.approx(log.loss.iloc[0])  # another initialisation, same first batch
-    assert (run / "prompt_module.safetensors").exists()
+    assert (run / "method.safetensors").exists()
 
 
 def test_resume_after_a_restart_gives_the_same_weights(setup, tmp_path, monkeypatch):
@@ -68,21 +69,13 @@ def test_resume_after_a_restart_gives_the_same_weights(setup, tmp_path, monkeypa
     straight = train(dataset, backbone, cfg, tmp_path / "straight", progress=False)
     monkeypatch.undo()
     collapse_at(monkeypatch, {1})
-    original, calls = Trainer.run_epoch, {"n": 0}
-
-    def interrupt(self, bar):
-        calls["n"] += 1
-        if calls["n"] == 5:  # the restarted run's third epoch
-            raise KeyboardInterrupt
-        return original(self, bar)
-
-    monkeypatch.setattr(Trainer, "run_epoch", interrupt)
+    restore = interrupt_on_call(monkeypatch, Trainer, "run_epoch", 5)  # the restarted run's third epoch
     with pytest.raises(KeyboardInterrupt):
         train(dataset, backbone, cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(Trainer, "run_epoch", original)
+    restore()
     train(dataset, backbone, cfg, tmp_path / "resumed", resume=True, progress=False)
-    a = load_file(str(straight / "prompt_module.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "prompt_module.safetensors"))
+    a = load_file(str(straight / "method.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "method.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert list(pd.read_csv(tmp_path / "resumed" / "train_log.csv").epoch) == [1, 2, 1, 2, 3, 4]
 
@@ -93,7 +86,7 @@ def test_a_run_that_keeps_collapsing_writes_no_model(setup, tmp_path, monkeypatc
     cfg = load_config("train", overrides=["epochs=3", "shots=4", "collapse.max_recoveries=2", "collapse.patience=1"])
     with pytest.raises(MedpromptError, match="collapsed \\(empty: box fill 0.000.*3 times; no model written"):
         train(dataset, backbone, cfg, tmp_path / "run", progress=False)
-    assert not (tmp_path / "run" / "prompt_module.safetensors").exists()
+    assert not (tmp_path / "run" / "method.safetensors").exists()
 
 
 def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatch):
@@ -101,19 +94,19 @@ def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatc
 
     dataset, backbone = setup
     scores = iter([0.2, 0.9, 0.5, 0.4, 0.3])
-    monkeypatch.setattr(BoxSelector, "score", lambda self, learner: next(scores))
+    monkeypatch.setattr(BoxSelector, "score", lambda self, method: next(scores))
     cfg = load_config("train", overrides=["epochs=6", "shots=4", "selection.every=1", "selection.after=0.2",
                                           NO_COLLAPSE_CHECK])
     run = train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(run / "train_log.csv")
     assert log.val_box_iou.tolist()[1:] == [0.2, 0.9, 0.5, 0.4, 0.3]  # from 0.2 x 6 epochs on
     assert np.isnan(log.val_box_iou.iloc[0])
-    with safe_open(str(run / "prompt_module.safetensors"), "pt") as f:
+    with safe_open(str(run / "method.safetensors"), "pt") as f:
         assert f.metadata()["epoch"] == "3" and f.metadata()["val_box_iou"] == "0.9000"
         written = {k: f.get_tensor(k) for k in f.keys()}
     state = torch.load(run / "resume_state.pt", weights_only=True)
-    assert all(torch.equal(written[k], v) for k, v in state["best"]["learner"].items())
-    assert not all(torch.equal(written[k], v) for k, v in state["learner"].items())  # not the last epoch's
+    assert all(torch.equal(written[k], v) for k, v in state["best"]["state"].items())
+    assert not all(torch.equal(written[k], v) for k, v in state["method"].items())  # not the last epoch's
 
 
 def test_a_real_collapse_is_never_written_silently(setup, tmp_path):
@@ -123,4 +116,4 @@ def test_a_real_collapse_is_never_written_silently(setup, tmp_path):
     with pytest.raises(MedpromptError, match="training collapsed \\(empty"):
         train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
-    assert log.box_fill.iloc[0] > 0.05 and not (tmp_path / "run" / "prompt_module.safetensors").exists()
+    assert log.box_fill.iloc[0] > 0.05 and not (tmp_path / "run" / "method.safetensors").exists()

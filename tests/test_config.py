@@ -14,7 +14,7 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     config = load_config("train", overrides=["lr=2e-4", "epochs=12", "seed=-3E1"])
     assert config["lr"] == pytest.approx(2e-4)
     assert config["epochs"] == 12 and config["seed"] == pytest.approx(-30.0)
-    assert load_config("train", overrides=["prompt_learner=1e"])["prompt_learner"] == "1e"
+    assert load_config("train", overrides=["method=1e"])["method"] == "1e"
 
 
 def test_unknown_override_key_names_the_known_keys():

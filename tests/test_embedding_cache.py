@@ -71,8 +71,9 @@ def test_interrupted_run_resumes_to_identical_content(dataset_copy, tmp_path, ba
         EmbeddingCache(dataset, "tiny_test", backbone.checkpoint_sha256)
 
     calls["n"] = -100
-    build_cache(dataset, backbone, batch_size=4, progress=False)
-    assert calls["n"] == -100 + 3  # only the 3 missing batches were encoded
+    with pytest.warns(UserWarning, match=r"resuming with the batch size it was started with \(4\), not 6"):
+        build_cache(dataset, backbone, batch_size=6, progress=False)
+    assert calls["n"] == -100 + 3  # only the 3 missing batches were encoded, 4 slices at a time
     with h5py.File(reference, "r") as f:
         assert np.array_equal(f["embeddings"][:], expected)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.boxes import boxes_from_mask
+from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset
 from preprocessing.phantoms import acdc_volume

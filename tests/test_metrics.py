@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.metrics import mean_std, slice_scores
+from medprompt.metrics import mean_std, slice_scores, structure_scores
 
 
 def test_known_overlap_distance_and_empties():
@@ -19,7 +19,17 @@ def test_known_overlap_distance_and_empties():
     # farthest gt boundary pixel (column 9) is 4 columns from the prediction (column 5): 4 x 0.5 mm
     assert scores.hd95[0] == pytest.approx(2.0, abs=0.3)
     assert scores.dice[1] == 0 and np.isnan(scores.hd95[1])
-    assert scores.dice[2] == 1 and scores.hd95[2] == 0
+    assert scores.dice[2] == 1 and scores.iou[2] == 1 and np.isnan(scores.hd95[2])
+
+
+def test_one_empty_mask_rule_for_slices_and_structures():
+    empty, blob = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+    blob[2:5, 2:5] = True
+    for pred, gt, expected in ((empty, empty, 1.0), (blob, empty, 0.0), (empty, blob, 0.0)):
+        volume = structure_scores(pred[None], gt[None], (1.0, 1.0, 1.0))
+        per_slice = slice_scores(pred[None], gt[None]).iloc[0]
+        assert volume["dice"] == volume["iou"] == per_slice.dice == per_slice.iou == expected
+        assert np.isnan(volume["hd95_mm"]) and np.isnan(volume["assd_mm"]) and np.isnan(per_slice.hd95)
 
 
 def test_mean_std_shows_no_spread_for_one_value_and_skips_nan():

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.boxes import main_box
+from medprompt.methods import build_method
 from medprompt.model_selection import BoxSelector, box_iou, union_box
+from medprompt.supervision import main_box
 from tiny_backbone import build_tiny_backbone
 
 
@@ -27,8 +28,7 @@ def test_score_is_the_mean_box_iou_and_empty_scores_zero(monkeypatch):
     backbone = build_tiny_backbone(seed=0).freeze()
     boxes = [np.array([[40, 40, 120, 140]]), np.array([[10, 10, 60, 60]]), np.array([[100, 30, 200, 90]])]
     selector = BoxSelector(backbone, torch.zeros(3, 256, 64, 64), boxes, (256, 256))
-    learner = torch.nn.Module()
-    learner.forward = lambda e: (torch.zeros(len(e), 2, 256), torch.zeros(len(e), 256, 64, 64))
+    method = build_method(backbone, {"method": "conv_fc", "prompt_offset": "none"})
 
     def decode(embeddings, sparse, dense):  # foreground exactly on the first box, for every image
         logits = torch.full((len(embeddings), 1, 256, 256), -10.0)
@@ -37,6 +37,6 @@ def test_score_is_the_mean_box_iou_and_empty_scores_zero(monkeypatch):
 
     monkeypatch.setattr(backbone, "decode", decode)
     expected = np.mean([1.0, box_iou(boxes[0][0], boxes[1][0]), box_iou(boxes[0][0], boxes[2][0])])
-    assert selector.score(learner) == pytest.approx(expected)
+    assert selector.score(method) == pytest.approx(expected)
     monkeypatch.setattr(backbone, "decode", lambda e, s, d: torch.full((len(e), 1, 256, 256), -10.0))
-    assert selector.score(learner) == 0.0
+    assert selector.score(method) == 0.0

@@ -5,7 +5,7 @@ import numpy as np
 
 from medprompt.dataset import PreprocessedDataset
 from medprompt.overlays import LINE, chosen_slices, draw_overlays
-from medprompt.predict_io import write_predictions
+from medprompt.prediction_store import write_predictions
 
 
 def test_largest_target_and_worst_dice_slices_are_chosen():

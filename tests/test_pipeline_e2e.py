@@ -6,9 +6,10 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 import pytest
 
-from medprompt.boxes import boxes_from_mask
+from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from preprocessing.phantoms import write_acdc
 from tiny_backbone import NO_COLLAPSE_CHECK
@@ -32,7 +33,7 @@ def source_box_csv(raw, path, label=3, max_boxes=4):
     return path
 
 
-def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path):
+def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path, capsys):
     data, run = tmp_path / "data", tmp_path / "run"
     backbone = ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
     assert main(["preprocess", "acdc", str(raw_acdc), str(data)]) == 0
@@ -61,6 +62,20 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path)
     np.testing.assert_array_equal(predicted.affine, source.affine)
     assert predicted.header.get_zooms() == source.header.get_zooms()
 
+    # an image unlike the training volumes (a 2D echo frame), or too small to hold a structure: predicted, with a warning
+    echo, tiny = tmp_path / "echo.mhd", tmp_path / "tiny.nii.gz"
+    frame = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 255, (120, 160), dtype=np.uint8))
+    frame.SetSpacing((0.3, 0.3))
+    sitk.WriteImage(frame, str(echo))
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).random((8, 8, 2), np.float32) * 100, np.eye(4)), tiny)
+    capsys.readouterr()
+    assert main(["predict", str(run), str(echo), str(tiny), "--out", str(tmp_path / "unlike")]) == 0
+    err = capsys.readouterr().err
+    assert f"medprompt predict: warning: {echo}: a 2D .mhd file, but the run was trained on 3D .nii.gz files (acdc)" in err
+    assert f"medprompt predict: warning: {tiny}: slices of 8x8 pixels; too small to hold a structure" in err
+    assert sorted(p.name for p in (tmp_path / "unlike").iterdir() if not p.name.startswith(".")) == [
+        "echo.mhd", "echo.raw", "predict_outputs.txt", "tiny.nii.gz"]
+
     # a bad file among the inputs is refused before anything is written
     blank = tmp_path / "blank.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((30, 30, 3), np.float32), np.eye(4)), blank)
@@ -82,14 +97,14 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path)
     assert pd.read_csv(tmp_path / "rt.csv").dice.min() >= 0.99
 
     # an interrupted predict into that folder leaves it refused by evaluate; a complete one scores only its own files
-    import medprompt.predict_io as predict_io
+    import medprompt.prediction as prediction
 
-    original = predict_io.reconstruct
+    original = prediction.reconstruct
     try:
-        predict_io.reconstruct = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+        prediction.reconstruct = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
         assert main(["predict", str(run), str(data), "--out", str(pred), "--split", "train"]) == 130
     finally:
-        predict_io.reconstruct = original
+        prediction.reconstruct = original
     assert main(["evaluate", str(pred), str(raw_acdc), "--out", str(tmp_path / "again.csv")]) == 2
     assert not (tmp_path / "again.csv").exists()
     assert main(["predict", str(run), str(data), "--out", str(pred), "--split", "val"]) == 0

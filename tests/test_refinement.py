@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from medprompt.methods import build_method
 from medprompt.refinement import RefineConfig, refine
 from tiny_backbone import build_tiny_backbone
 
@@ -12,15 +13,15 @@ SIZE = (64, 80)
 
 @pytest.fixture
 def backbone_with_recorded_prompts(monkeypatch):
-    """The tiny backbone, whose box-prompted pass records its boxes and answers a full box-shaped logit map."""
-    backbone = build_tiny_backbone(seed=0).freeze()
+    """A method on the tiny backbone, whose box-prompted pass records its boxes and answers a full logit map."""
+    backbone = build_method(build_tiny_backbone(seed=0).freeze(), {"method": "conv_fc", "prompt_offset": "none"})
     calls = []
 
     def prompt(embeddings, boxes, image_size):
         calls.append((len(embeddings), np.asarray(boxes).tolist(), image_size))
         return torch.full((len(embeddings), 1, 256, 256), 8.0)
 
-    monkeypatch.setattr(backbone, "prompt", prompt)
+    monkeypatch.setattr(backbone, "prompt_with_boxes", prompt)
     return backbone, calls
 
 
@@ -34,25 +35,25 @@ def first_pass() -> torch.Tensor:
 
 
 def test_second_pass_prompts_the_box_without_small_islands_and_leaves_empty_slices_empty(backbone_with_recorded_prompts):
-    backbone, calls = backbone_with_recorded_prompts
-    out = refine(backbone, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.02))
+    method, calls = backbone_with_recorded_prompts
+    out = refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.02))
     assert calls == [(2, [[20, 10, 39, 29], [5, 5, 7, 7]], SIZE)]
     assert torch.all(out[1] == 0)
     assert torch.all(out[[0, 2]] > 0.99)
 
 
 def test_islands_widen_the_box_at_min_island_zero(backbone_with_recorded_prompts):
-    backbone, calls = backbone_with_recorded_prompts
-    refine(backbone, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.0))
+    method, calls = backbone_with_recorded_prompts
+    refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.0))
     assert calls[0][1][0] == [20, 10, 70, 61]
 
 
 def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_prompts):
-    backbone, calls = backbone_with_recorded_prompts
+    method, calls = backbone_with_recorded_prompts
     probs = first_pass()
-    assert refine(backbone, torch.zeros(3, 256, 64, 64), probs, SIZE, RefineConfig(enabled=False)) is probs
+    assert refine(method, torch.zeros(3, 256, 64, 64), probs, SIZE, RefineConfig(enabled=False)) is probs
     empty = torch.full((2, *SIZE), 0.1)
-    assert refine(backbone, torch.zeros(2, 256, 64, 64), empty, SIZE, RefineConfig(enabled=True)) is empty
+    assert refine(method, torch.zeros(2, 256, 64, 64), empty, SIZE, RefineConfig(enabled=True)) is empty
     assert calls == []
 
 
@@ -83,10 +84,33 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
         return [0], second
 
     monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
-    got = trainer.distillation(torch.zeros(2, 256, 64, 64), cropped)
+    got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, np.arange(2))["distill"]
     target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
     expected_box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
     assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
     monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
-    assert float(trainer.distillation(torch.zeros(2, 256, 64, 64), cropped)) == 0.0
+    assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, np.arange(2))["distill"]) == 0.0
+
+
+def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path):
+    from medprompt.training import Trainer, check_run_request, load_train_config
+    from tiny_backbone import NO_COLLAPSE_CHECK
+
+    dataset, backbone = setup
+    cfg = load_train_config("sam_sp", overrides=["shots=2", "refine.distill=0", NO_COLLAPSE_CHECK])
+    training_set = check_run_request(dataset, cfg, tmp_path / "run")
+    trainer = Trainer(dataset, backbone, {"dataset": {"target_label": 1}, "train": cfg}, tmp_path / "run", training_set)
+    low_res = torch.zeros(2, 1, 256, 256)
+    low_res[:, 0, 100:140, 100:140] = 6.0
+    cropped = backbone.spec.crop_low_res(low_res, trainer.image_size)
+    embeddings = trainer.embeddings[:2].float()
+    terms = trainer.second_pass_terms(embeddings, cropped, np.arange(2))
+    assert set(terms) == {"second_pass_loss"}
+    box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
+    second = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
+    expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), np.arange(2))
+    assert float(terms["second_pass_loss"].detach()) == pytest.approx(float(expected["loss"].detach()), rel=1e-5)
+    terms["second_pass_loss"].backward()
+    lora = [p for n, p in trainer.method.named_parameters() if "lora_b" in n]
+    assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora)

@@ -14,7 +14,9 @@ from safetensors.torch import load_file
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.run_dir import weights_bytes
-from medprompt.training import Trainer, select_training_set, train
+from medprompt.supervision import select_training_set
+from medprompt.training import Trainer, train
+from helpers import interrupt_on_call
 from tiny_backbone import NO_COLLAPSE_CHECK
 
 
@@ -52,7 +54,7 @@ def test_training_learns_and_writes_the_run(setup, tmp_path):
     assert list(log.lr) == [1e-3] * 2 + [1e-4] * 2  # lr x0.1 after half the epochs
     boxes = pd.read_csv(run / "train_boxes.csv")
     assert boxes.slice_id.nunique() == 4
-    assert len(load_file(str(run / "prompt_module.safetensors"))) == 10  # 8 weights and biases, 2 offset buffers
+    assert len(load_file(str(run / "method.safetensors"))) == 10  # 8 weights and biases, 2 offset buffers
     with pytest.raises(MedpromptError, match="already holds a run"):
         train(dataset, backbone, config(epochs=4, shots=4), run, progress=False)
 
@@ -62,25 +64,16 @@ def test_resume_gives_the_same_weights(setup, tmp_path, monkeypatch):
     cfg = config(epochs=4, shots=5, seed=2)
     straight = train(dataset, backbone, cfg, tmp_path / "straight", progress=False)
 
-    original = Trainer.step
-    calls = {"n": 0}
-
-    def interrupt(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 6:  # during epoch 3 (2 steps per epoch)
-            raise KeyboardInterrupt
-        return original(self, batch)
-
-    monkeypatch.setattr(Trainer, "step", interrupt)
+    restore = interrupt_on_call(monkeypatch, Trainer, "step", 6)  # during epoch 3 (2 steps per epoch)
     with pytest.raises(KeyboardInterrupt):
         train(dataset, backbone, cfg, tmp_path / "resumed", progress=False)
-    assert not (tmp_path / "resumed" / "prompt_module.safetensors").exists()
+    assert not (tmp_path / "resumed" / "method.safetensors").exists()
     assert len(pd.read_csv(tmp_path / "resumed" / "train_log.csv")) == 2
-    monkeypatch.setattr(Trainer, "step", original)
+    restore()
     train(dataset, backbone, cfg, tmp_path / "resumed", resume=True, progress=False)
 
-    a = load_file(str(straight / "prompt_module.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "prompt_module.safetensors"))
+    a = load_file(str(straight / "method.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "method.safetensors"))
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
@@ -104,7 +97,7 @@ def test_user_boxes_define_the_training_set(setup, tmp_path):
 def test_identical_weights_give_identical_files_in_any_process(tmp_path):
     code = ("import hashlib, torch\nfrom medprompt.run_dir import weights_bytes\n"
             "data = weights_bytes({'w': torch.arange(6.0), 'b': torch.ones(2)}, "
-            "{'prompt_learner': 'conv_fc', 'medprompt_version': '0', 'epoch': '5', 'val_box_iou': '0.5000'})\n"
+            "{'method': 'conv_fc', 'medprompt_version': '0', 'epoch': '5', 'val_box_iou': '0.5000'})\n"
             "print(hashlib.sha256(data).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(seed)},
                               capture_output=True, text=True, check=True).stdout for seed in range(4)}

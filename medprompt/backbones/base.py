@@ -78,27 +78,8 @@ class Backbone(nn.Module):
         return sparse, self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
 
     def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """Low-res logits [B,1,256,256] for B images, each with its own prompts.
-
-        The installed `MaskDecoder.predict_masks` repeats every image once per
-        prompt (B images x B prompts -> B*B masks), so the same computation is
-        done here with one prompt set per image.
-        """
-        decoder = self.mask_decoder
-        b = embeddings.shape[0]
-        if sparse.shape[0] != b or dense.shape[0] != b:
-            raise ValueError(f"decode needs one prompt per image: {b} images, {sparse.shape[0]} sparse, {dense.shape[0]} dense")
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse.dtype), sparse], dim=1)
-        src = embeddings.to(dense.dtype) + dense
-        pos = self.image_pe.to(src.dtype).expand(b, -1, -1, -1)
-        _, c, h, w = src.shape
-        hs, src = decoder.transformer(src, pos, tokens)
-        mask_token = hs[:, 1, :]
-        upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = decoder.output_hypernetworks_mlps[0](mask_token)
-        _, c_up, h_up, w_up = upscaled.shape
-        return (hyper.unsqueeze(1) @ upscaled.reshape(b, c_up, h_up * w_up)).reshape(b, 1, h_up, w_up)
+        """Low-res logits [B,1,256,256] for B images, each with its own prompts (see `decode_batched`)."""
+        return decode_batched(self.mask_decoder, self.image_pe, embeddings, sparse, dense)
 
     def embed_boxes(self, boxes: torch.Tensor | np.ndarray, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Sparse [B,2,256] and dense [B,256,64,64] embeddings of one box per image (slice pixels)."""
@@ -114,3 +95,27 @@ class Backbone(nn.Module):
     def logits_to_image(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Low-res logits [B,1,256,256] -> logits [B,1,H,W] on the slice."""
         return self.spec.logits_to_image(logits, image_size)
+
+
+def decode_batched(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: torch.Tensor, sparse: torch.Tensor,
+                   dense: torch.Tensor) -> torch.Tensor:
+    """Low-res logits [B,1,256,256] of `decoder` for B images, each with its own prompts (sparse [B,T,256], T >= 0).
+
+    The installed `MaskDecoder.predict_masks` repeats every image once per
+    prompt (B images x B prompts -> B*B masks), so the same computation is done
+    here with one prompt set per image. A method may pass its own (tuned) decoder.
+    """
+    b = embeddings.shape[0]
+    if sparse.shape[0] != b or dense.shape[0] != b:
+        raise ValueError(f"decode needs one prompt per image: {b} images, {sparse.shape[0]} sparse, {dense.shape[0]} dense")
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse.dtype), sparse], dim=1)
+    src = embeddings.to(dense.dtype) + dense
+    pos = image_pe.to(src.dtype).expand(b, -1, -1, -1)
+    _, c, h, w = src.shape
+    hs, src = decoder.transformer(src, pos, tokens)
+    mask_token = hs[:, 1, :]
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    hyper = decoder.output_hypernetworks_mlps[0](mask_token)
+    _, c_up, h_up, w_up = upscaled.shape
+    return (hyper.unsqueeze(1) @ upscaled.reshape(b, c_up, h_up * w_up)).reshape(b, 1, h_up, w_up)

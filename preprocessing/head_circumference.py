@@ -1,9 +1,14 @@
-"""Fetal head circumference (HC18): ellipse fit of a head mask, perimeter x pixel size, and the challenge CSVs."""
+"""Fetal head circumference (HC18): ellipse fit of a head mask, perimeter x pixel size, and the challenge CSVs.
+
+`HeadCircumferenceReference` is HC18's evaluation hook: the CSV's pixel size
+for its PNGs (which carry none) and the head circumference error per image.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -81,3 +86,32 @@ def read_hc_table(path: str | os.PathLike) -> pd.DataFrame:
                                      "not a positive number")
             table[column] = values
     return table.set_index("filename")[[c for c in ("pixel_size_mm", "hc_mm") if c in table.columns]]
+
+
+@dataclass(frozen=True)
+class HeadCircumferenceReference:
+    """The HC18 CSV as `evaluate` reads it: pixel sizes, and the head circumference error of a predicted mask."""
+
+    table: pd.DataFrame
+    summary: dict[str, str] = field(default_factory=lambda: {"hc_error_mm": "HC error"})
+
+    def pixel_size(self, case: str) -> float | None:
+        name = f"{case}.png"
+        return float(self.table.loc[name, "pixel_size_mm"]) if name in self.table.index else None
+
+    def scores(self, case: str, mask: np.ndarray) -> dict[str, float]:
+        """Predicted head circumference and its absolute error against the CSV's (mm); none for an unknown case."""
+        size = self.pixel_size(case)
+        if size is None:
+            return {}
+        predicted = head_circumference_mm(mask.reshape(mask.shape[-2:]), size)
+        reference = float(self.table.loc[f"{case}.png", "hc_mm"]) if "hc_mm" in self.table else math.nan
+        return {"hc_pred_mm": predicted, "hc_ref_mm": reference, "hc_error_mm": abs(predicted - reference)}
+
+
+def hc18_reference(gt_dir: Path, csv: Path | None) -> HeadCircumferenceReference | None:
+    """The given CSV, else every `*pixel_size*.csv` in GT_DIR or its parent; None when there is none."""
+    if csv is not None:
+        return HeadCircumferenceReference(read_hc_table(csv))
+    found = sorted({*gt_dir.glob("*pixel_size*.csv"), *gt_dir.parent.glob("*pixel_size*.csv")})
+    return HeadCircumferenceReference(pd.concat([read_hc_table(p) for p in found])) if found else None

@@ -13,8 +13,9 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from medprompt.errors import MedpromptError
-from medprompt.head_circumference import ellipse_perimeter, head_circumference_mm
-from medprompt.volume_metrics import evaluate_volumes, format_volume_summary, structure_scores
+from medprompt.evaluation import evaluate_volumes, format_volume_summary
+from medprompt.metrics import structure_scores
+from preprocessing.head_circumference import ellipse_perimeter, head_circumference_mm
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
 ZOOMS = (0.5, 0.5, 2.0)  # NIfTI (x, y, z): thick slices along z

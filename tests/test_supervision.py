@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.boxes import boxes_from_mask
+from medprompt.supervision import boxes_from_mask
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset
 from medprompt.errors import MedpromptError
-from medprompt.source_boxes import map_source_boxes
+from medprompt.supervision import map_source_boxes
 from medprompt.volume_io import read_volume
 from preprocessing.phantoms import write_acdc, write_hc18
 from preprocessing.pipeline import preprocess, preprocess_input

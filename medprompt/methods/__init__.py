@@ -1,0 +1,67 @@
+"""Registry of segmentation methods on a frozen backbone: one module each, one YAML each in configs/methods/.
+
+Every `Method` subclass with a `name` in a module of this package is registered when the package loads.
+
+    conv_fc       the paper's prompt module: image embedding -> prompt embeddings (2,433,984 parameters)
+    ptsam         PTSAM: learnable tokens in the mask decoder's token stream (8 tokens: 2,048 parameters)
+    sam_sp        SAM-SP: self-prompting with a LoRA-tuned mask decoder and self-distillation
+    box_prompted  the backbone prompted with the ground-truth boxes: the upper bound, nothing learned
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from medprompt.backbones import Backbone
+from medprompt.config_rules import Rule
+from medprompt.errors import MedpromptError
+from medprompt.methods.base import PROMPT_OFFSETS, Method, PromptMethod, prompt_offset
+
+METHODS: dict[str, type[Method]] = {}
+DEFAULT_METHOD = "conv_fc"
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Add a method class under its `name` (usable as a decorator)."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    """Register every Method subclass defined in this package's modules: a new method is one module (+ its YAML)."""
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Method) and value.__module__ == module.__name__ \
+                    and "name" in vars(value):
+                register_method(value)
+
+
+_discover()
+
+
+def available_methods() -> list[str]:
+    """Names of the registered methods."""
+    return sorted(METHODS)
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise MedpromptError(f"unknown method {name!r}; available: {', '.join(available_methods())}")
+    return METHODS[name]
+
+
+def method_rules() -> dict[str, Rule]:
+    """Config rules of every registered method's own keys."""
+    return {key: rule for cls in METHODS.values() for key, rule in cls.rules.items()}
+
+
+def build_method(backbone: Backbone, train_cfg: dict[str, Any]) -> Method:
+    """The configured method (`train_cfg["method"]`) on `backbone`, on the backbone's device."""
+    return method_class(train_cfg["method"])(backbone, train_cfg).to(backbone.device)
+
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "PROMPT_OFFSETS", "Method", "PromptMethod", "available_methods",
+           "build_method", "method_class", "method_rules", "prompt_offset", "register_method"]
