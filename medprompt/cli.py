@@ -182,9 +182,9 @@ def add_train(p: argparse.ArgumentParser) -> None:
                         "self-prompting with a LoRA-tuned decoder; box_prompted: the backbone given the true boxes "
                         "(the upper bound, nothing trained). Each adds its configs/methods/NAME.yaml")
     p.add_argument("--supervision", choices=["boxes", "pseudo_masks", "masks"], default=None,
-                   help="boxes: box-constraint losses, no mask read (default); pseudo_masks: Dice + cross-entropy on "
-                        "the masks the backbone draws inside the boxes (still boxes only); masks: Dice + "
-                        "cross-entropy on the dataset's masks (the fully supervised comparison)")
+                   help="pseudo_masks (default): Dice + cross-entropy on the masks the backbone draws inside the "
+                        "training boxes (no mask read); boxes: the paper's box-constraint losses (no mask read); "
+                        "masks: Dice + cross-entropy on the dataset's masks (the fully supervised comparison)")
     p.add_argument("--shots", type=POSITIVE, default=None, help="train on this many slices, chosen by --seed (default: all)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="number of epochs; the lr step stays at half (default: 100)")

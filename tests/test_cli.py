@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from medprompt.cli import main
-from tiny_backbone import NO_COLLAPSE_CHECK
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
 @pytest.fixture()
@@ -21,7 +21,8 @@ def embedded(dataset_copy, tiny_checkpoint):
 
 def backbone_args(tiny_checkpoint):
     """Backbone and plumbing options for `train` on the random tiny backbone."""
-    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK]
+    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK,
+            "--set", BOX_SUPERVISION]
 
 
 def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsys):

@@ -12,7 +12,7 @@ from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.training import Trainer, train
 from helpers import interrupt_on_call
-from tiny_backbone import NO_COLLAPSE_CHECK
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
 def test_box_fill_on_a_hand_built_case():
@@ -52,7 +52,7 @@ def collapse_at(monkeypatch, epochs: set[int], visits: int = 1):
 def test_a_collapse_starts_again_from_a_new_initialisation(setup, tmp_path, monkeypatch):
     dataset, backbone = setup
     collapse_at(monkeypatch, {2, 3})  # epochs 3 and 4 empty the first time: a collapse with patience 2
-    cfg = load_config("train", overrides=["epochs=6", "shots=4", "collapse.patience=2"])
+    cfg = load_config("train", overrides=[BOX_SUPERVISION, "epochs=6", "shots=4", "collapse.patience=2"])
     run = train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(run / "train_log.csv")
     assert list(log.epoch) == [1, 2, 3, 4, 1, 2, 3, 4, 5, 6]
@@ -64,7 +64,7 @@ def test_a_collapse_starts_again_from_a_new_initialisation(setup, tmp_path, monk
 
 def test_resume_after_a_restart_gives_the_same_weights(setup, tmp_path, monkeypatch):
     dataset, backbone = setup
-    cfg = load_config("train", overrides=["epochs=4", "shots=4", "collapse.patience=1"])
+    cfg = load_config("train", overrides=[BOX_SUPERVISION, "epochs=4", "shots=4", "collapse.patience=1"])
     collapse_at(monkeypatch, {1})
     straight = train(dataset, backbone, cfg, tmp_path / "straight", progress=False)
     monkeypatch.undo()
@@ -83,7 +83,7 @@ def test_resume_after_a_restart_gives_the_same_weights(setup, tmp_path, monkeypa
 def test_a_run_that_keeps_collapsing_writes_no_model(setup, tmp_path, monkeypatch):
     dataset, backbone = setup
     collapse_at(monkeypatch, {0}, visits=10)
-    cfg = load_config("train", overrides=["epochs=3", "shots=4", "collapse.max_recoveries=2", "collapse.patience=1"])
+    cfg = load_config("train", overrides=[BOX_SUPERVISION, "epochs=3", "shots=4", "collapse.max_recoveries=2", "collapse.patience=1"])
     with pytest.raises(MedpromptError, match="collapsed \\(empty: box fill 0.000.*3 times; no model written"):
         train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "method.safetensors").exists()
@@ -95,7 +95,7 @@ def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatc
     dataset, backbone = setup
     scores = iter([0.2, 0.9, 0.5, 0.4, 0.3])
     monkeypatch.setattr(BoxSelector, "score", lambda self, method: next(scores))
-    cfg = load_config("train", overrides=["epochs=6", "shots=4", "selection.every=1", "selection.after=0.2",
+    cfg = load_config("train", overrides=[BOX_SUPERVISION, "epochs=6", "shots=4", "selection.every=1", "selection.after=0.2",
                                           NO_COLLAPSE_CHECK])
     run = train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(run / "train_log.csv")
@@ -112,7 +112,7 @@ def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatc
 def test_a_real_collapse_is_never_written_silently(setup, tmp_path):
     """The random tiny backbone's predictions die out within a few epochs: the run must say so, not write a model."""
     dataset, backbone = setup
-    cfg = load_config("train", overrides=["epochs=6", "shots=4", "collapse.max_recoveries=1", "collapse.patience=2"])
+    cfg = load_config("train", overrides=[BOX_SUPERVISION, "epochs=6", "shots=4", "collapse.max_recoveries=1", "collapse.patience=2"])
     with pytest.raises(MedpromptError, match="training collapsed \\(empty"):
         train(dataset, backbone, cfg, tmp_path / "run", progress=False)
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")

@@ -11,7 +11,7 @@ from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset
 from preprocessing.phantoms import acdc_volume
-from tiny_backbone import NO_COLLAPSE_CHECK
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
 def oblique_affine(spacing: tuple[float, float, float], angle: float) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_own_volumes_with_ten_boxes_and_no_mask_come_back_in_their_geometry(own_
     assert not dataset.has_masks and sorted(dataset.manifest.case.unique()) == [f"scan_{k}" for k in range(4)]
     assert main(["embed", str(data), *backbone]) == 0
     assert main(["train", str(data), "--out", str(run), "--boxes", str(own_folder.parent / "my_boxes.csv"),
-                 "--epochs", "1", *backbone, "--set", NO_COLLAPSE_CHECK]) == 0
+                 "--epochs", "1", *backbone, "--set", NO_COLLAPSE_CHECK, "--set", BOX_SUPERVISION]) == 0
     assert pd.read_csv(run / "train_boxes.csv").slice_id.nunique() == 10
     source = own_folder / "scan_2.nii.gz"
     assert main(["predict", str(run), str(source), "--out", str(tmp_path / "pred")]) == 0

@@ -12,7 +12,7 @@ import pytest
 from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from preprocessing.phantoms import write_acdc
-from tiny_backbone import NO_COLLAPSE_CHECK
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path,
     assert main(["embed", str(data), *backbone]) == 0
     boxes = source_box_csv(raw_acdc, tmp_path / "source_boxes.csv")
     assert main(["train", str(data), "--out", str(run), "--boxes", str(boxes), "--epochs", "1", *backbone,
-                 "--set", NO_COLLAPSE_CHECK]) == 0
+                 "--set", NO_COLLAPSE_CHECK, "--set", BOX_SUPERVISION]) == 0
     trained = pd.read_csv(run / "train_boxes.csv")
     assert trained.slice_id.nunique() >= 1
     # boxes drawn on the originals land on the tight boxes of the preprocessed masks (1 mm resampling: +-2 px)

@@ -67,10 +67,10 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
 
     from medprompt.config import load_config
     from medprompt.training import Trainer, check_run_request
-    from tiny_backbone import NO_COLLAPSE_CHECK
+    from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
     dataset, backbone = setup
-    cfg = load_config("train", overrides=["shots=2", "refine.distill=0.5", NO_COLLAPSE_CHECK])
+    cfg = load_config("train", overrides=["shots=2", "refine.distill=0.5", NO_COLLAPSE_CHECK, BOX_SUPERVISION])
     training_set = check_run_request(dataset, cfg, tmp_path / "run")
     trainer = Trainer(dataset, backbone, {"dataset": {"target_label": 1}, "train": cfg}, tmp_path / "run", training_set)
     low_res = torch.zeros(2, 1, 256, 256)

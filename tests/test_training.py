@@ -17,11 +17,11 @@ from medprompt.run_dir import weights_bytes
 from medprompt.supervision import select_training_set
 from medprompt.training import Trainer, train
 from helpers import interrupt_on_call
-from tiny_backbone import NO_COLLAPSE_CHECK
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
 def config(**overrides):
-    return load_config("train", overrides=[NO_COLLAPSE_CHECK, *(f"{k}={v}" for k, v in overrides.items())])
+    return load_config("train", overrides=[NO_COLLAPSE_CHECK, BOX_SUPERVISION, *(f"{k}={v}" for k, v in overrides.items())])
 
 
 def test_paper_recipe_is_the_default():

@@ -21,6 +21,8 @@ SPEC = InputSpec(size=256, resize="stretch")
 # Random weights segment nothing, so a run on them collapses to the empty mask by design; tests of the
 # plumbing switch collapse detection off (tests/test_collapse.py exercises it).
 NO_COLLAPSE_CHECK = "collapse.empty_below=0"
+# Their box-prompted masks (the default supervision's targets) are noise, so the plumbing trains from the boxes.
+BOX_SUPERVISION = "supervision=boxes"
 
 
 class TinyImageEncoder(nn.Module):
