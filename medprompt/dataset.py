@@ -175,7 +175,8 @@ def source_kinds(manifest: pd.DataFrame) -> list[str]:
     if not {"source_format", "volume_shape"} <= set(manifest.columns):
         return []
     kinds = set()
-    for fmt, shape in zip(manifest.source_format, manifest.volume_shape):
+    pairs = manifest[["source_format", "volume_shape"]].drop_duplicates()  # one per file kind, not per slice
+    for fmt, shape in zip(pairs.source_format, pairs.volume_shape):
         if isinstance(fmt, str) and isinstance(shape, str):
             dims = sum(1 for n in json.loads(shape) if int(n) > 1)
             kinds.add(f"{'3D' if dims >= 3 else '2D'} {fmt}")
