@@ -266,13 +266,15 @@ VERBS: list[tuple[str, Callable, Callable, str, str]] = [
      "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
      "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth"),
     ("train", cmd_train, add_train,
-     "Train the prompt module from tight boxes only (the paper's recipe, from a whole-image box prompt).",
+     "Train a method (default: the paper's prompt module) from tight boxes only: the masks the backbone draws in "
+     "them are its targets (--supervision boxes: the paper's box losses).",
      "each epoch logs how much of the training boxes is predicted (box_fill); a run whose predictions stay\n"
      "empty starts again from a new initialisation, and fails rather than write an empty model. Every 5 epochs\n"
      "the predictions on the val split are scored against its boxes (never its masks); the best epoch is kept.\n"
      "the structure is the dataset's target; another label of the same dataset: --set label=N (e.g. 1 for ACDC's RV).\n"
      "settings: `medprompt config train` (--set collapse.patience=20, --set selection.split=null, ...)\n"
      "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0\n"
+     "         medprompt train data/acdc --out runs/acdc-ptsam --method ptsam --supervision masks\n"
      "         medprompt train data/acdc --out runs/acdc-10shot --resume"),
     ("predict", cmd_predict, add_predict, "Segment images it has never seen: no boxes, no labels.",
      "each output is written in its input's own geometry and format, named after the input, in --out.\n"
