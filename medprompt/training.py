@@ -39,8 +39,7 @@ from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
-from medprompt.methods import (DEFAULT_METHOD, PROMPT_OFFSETS, available_methods, build_method, method_class,
-                               method_rules)
+from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, available_methods, build_method, method_class
 from medprompt.refinement import RefineConfig, second_pass
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
 from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, read_box_csv, select_training_set,
@@ -172,13 +171,15 @@ class Trainer:
         boxes = [None if box is None else spec.low_res_boxes_to_slice(box, self.image_size)[0] for box in boxes]
         with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device):
             keep, second = second_pass(self.method, embeddings, boxes, self.image_size)
+        wanted = [key for key in ("distill", "second_pass_loss") if getattr(self.refine, key) > 0]
+        if not keep:
+            return {key: logits.sum() * 0.0 for key in wanted}
+        second = spec.crop_low_res(second, self.image_size).float()
         terms = {}
         if self.refine.distill > 0:
-            target = torch.sigmoid(spec.crop_low_res(second, self.image_size).float().detach()) if keep else None
-            terms["distill"] = F.binary_cross_entropy_with_logits(logits[keep], target) if keep else logits.sum() * 0.0
+            terms["distill"] = F.binary_cross_entropy_with_logits(logits[keep], torch.sigmoid(second.detach()))
         if self.refine.second_pass_loss > 0:
-            own = self.supervised_loss(spec.crop_low_res(second, self.image_size).float(), batch[keep]) if keep else None
-            terms["second_pass_loss"] = own["loss"] if keep else logits.sum() * 0.0
+            terms["second_pass_loss"] = self.supervised_loss(second, batch[keep])["loss"]
         return terms
 
     def fit(self, progress: bool = True) -> None:
@@ -328,7 +329,7 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
     methods = Rule("choice", choices=tuple(available_methods()))
     check_config(train_cfg, {"method": methods, **TRAIN_RULES})
     method = method_class(train_cfg["method"])
-    check_config(train_cfg, {key: rule for key, rule in method_rules().items() if key.startswith(f"{method.name}.")})
+    check_config(train_cfg, method.rules)
     if train_cfg["supervision"] not in method.supervisions:
         raise MedpromptError(f"--supervision {train_cfg['supervision']}: method {method.name} learns from "
                              f"{' or '.join(method.supervisions)} only")

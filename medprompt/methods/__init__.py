@@ -15,7 +15,6 @@ import pkgutil
 from typing import Any
 
 from medprompt.backbones import Backbone
-from medprompt.config_rules import Rule
 from medprompt.errors import MedpromptError
 from medprompt.methods.base import PROMPT_OFFSETS, Method, PromptMethod, prompt_offset
 
@@ -53,15 +52,10 @@ def method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def method_rules() -> dict[str, Rule]:
-    """Config rules of every registered method's own keys."""
-    return {key: rule for cls in METHODS.values() for key, rule in cls.rules.items()}
-
-
 def build_method(backbone: Backbone, train_cfg: dict[str, Any]) -> Method:
     """The configured method (`train_cfg["method"]`) on `backbone`, on the backbone's device."""
     return method_class(train_cfg["method"])(backbone, train_cfg).to(backbone.device)
 
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "PROMPT_OFFSETS", "Method", "PromptMethod", "available_methods",
-           "build_method", "method_class", "method_rules", "prompt_offset", "register_method"]
+           "build_method", "method_class", "prompt_offset", "register_method"]
