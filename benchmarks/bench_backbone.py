@@ -20,7 +20,7 @@ from medprompt.box_losses import BoxConstraintLoss
 from medprompt.device import autocast, resolve_device
 from medprompt.errors import MedpromptError
 from medprompt.config import load_config
-from medprompt.methods import build_method
+from medprompt.methods import Slices, build_method
 
 TRAIN_BATCH = 4
 
@@ -80,7 +80,7 @@ def main() -> None:
 
     def step():
         with autocast(device):
-            logits = method(embeddings)
+            logits = method(Slices(embeddings))
         loss = loss_fn(logits.float(), boxes)["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -81,14 +81,16 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
     task = TASKS[name]
     dataset = prepared(task, args.data, args.work, backbone)
     available = len(dataset.rows("train", with_target=True))
-    shots = min(args.shots, available)
+    given = [f"{key}={value}" for key, value in (("epochs", args.epochs), ("supervision", args.supervision))
+             if value is not None]
     lines, scores, selection = [], [], {}
     bound_dir = args.work / name / "box_prompted"
     for seed in args.seeds:
         run = args.work / name / f"{args.tag}_seed{seed}"
-        cfg = load_train_config(args.method, args.config, [f"label={task.label}", f"shots={shots}", f"seed={seed}",
-                                                           f"epochs={args.epochs}", f"supervision={args.supervision}",
+        cfg = load_train_config(args.method, args.config, [f"label={task.label}", f"seed={seed}", *given,
                                                            *args.overrides])
+        shots = min(args.shots or cfg["shots"] or 10, available)
+        cfg["shots"] = shots
         start, trained_now = time.perf_counter(), not (run / "method.safetensors").exists()
         try:
             if trained_now:
@@ -139,10 +141,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench_few_shot"))
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--shots", type=int, default=None, help="training slices (default: the method's, else 10)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the method's config")
     parser.add_argument("--method", default=None, help="a registered method (default: the config's, conv_fc)")
-    parser.add_argument("--supervision", default="boxes", choices=["boxes", "pseudo_masks", "masks"])
+    parser.add_argument("--supervision", default=None, choices=["boxes", "pseudo_masks", "masks"],
+                        help="default: the method's config")
     parser.add_argument("--config", default=None, help="a training config: a YAML file or a bundled name (paper)")
     parser.add_argument("--tag", default="default", help="name of this recipe's run folders")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -180,11 +180,15 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, metavar="NAME",
                    help="conv_fc: the paper's prompt module (default); ptsam: learnable decoder tokens; sam_sp: "
                         "self-prompting with a LoRA-tuned decoder; box_prompted: the backbone given the true boxes "
-                        "(the upper bound, nothing trained). Each adds its configs/methods/NAME.yaml")
+                        "(the upper bound, nothing trained); the baselines unet, unetr (TransUNet-like), autosam "
+                        "(a CNN gives the dense prompt), persam and persam_f (one reference slice). Each adds its "
+                        "configs/methods/NAME.yaml, which may change the defaults below (`medprompt config "
+                        "methods/NAME` shows it)")
     p.add_argument("--supervision", choices=["boxes", "pseudo_masks", "masks"], default=None,
                    help="pseudo_masks (default): Dice + cross-entropy on the masks the backbone draws inside the "
                         "training boxes (no mask read); boxes: the paper's box-constraint losses (no mask read); "
-                        "masks: Dice + cross-entropy on the dataset's masks (the fully supervised comparison)")
+                        "masks: Dice + cross-entropy on the dataset's masks (the fully supervised comparison, the "
+                        "baselines' default)")
     p.add_argument("--shots", type=POSITIVE, default=None, help="train on this many slices, chosen by --seed (default: all)")
     p.add_argument("--seed", type=NON_NEGATIVE, default=None, help="seed of the subset, the initialisation and the batch order (default: 0)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="number of epochs; the lr step stays at half (default: 100)")
@@ -275,6 +279,7 @@ VERBS: list[tuple[str, Callable, Callable, str, str]] = [
      "settings: `medprompt config train` (--set collapse.patience=20, --set selection.split=null, ...)\n"
      "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0\n"
      "         medprompt train data/acdc --out runs/acdc-ptsam --method ptsam --supervision masks\n"
+     "         medprompt train data/acdc --out runs/acdc-unet --method unet --shots 10      (from masks)\n"
      "         medprompt train data/acdc --out runs/acdc-10shot --resume"),
     ("predict", cmd_predict, add_predict, "Segment images it has never seen: no boxes, no labels.",
      "each output is written in its input's own geometry and format, named after the input, in --out.\n"

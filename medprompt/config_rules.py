@@ -15,20 +15,22 @@ from medprompt.errors import MedpromptError
 
 @dataclass(frozen=True)
 class Rule:
-    """What one key accepts: a whole number, a number, a flag, a word from `choices`, or a list of numbers."""
+    """What one key accepts: a whole number, a number, a flag, a word from `choices`, or a list of numbers
+    (of whole numbers: "ints")."""
 
-    kind: str  # "int", "number", "bool", "choice", "numbers"
+    kind: str  # "int", "number", "bool", "choice", "numbers", "ints"
     low: float | None = None
     high: float | None = None
     nullable: bool = False
     choices: tuple[str, ...] = ()
-    length: int | None = None  # for "numbers"
-    increasing: bool = False   # for "numbers": strictly increasing
+    length: int | None = None  # for lists
+    increasing: bool = False   # for lists: strictly increasing
 
     def describe(self) -> str:
         """'a whole number >= 1', 'a number in [0, 1]', 'one of ...', 'null or ...'."""
         what = {"int": "a whole number", "number": "a number", "bool": "true or false",
-                "numbers": f"a list of {self.length or 'some'} numbers", "choice": f"one of {list(self.choices)}"}[self.kind]
+                "numbers": f"a list of {self.length or 'some'} numbers",
+                "ints": f"a list of {self.length or 'some'} whole numbers", "choice": f"one of {list(self.choices)}"}[self.kind]
         if self.low is not None and self.high is not None:
             what += f" in [{self.low:g}, {self.high:g}]"
         elif self.low is not None:
@@ -44,10 +46,10 @@ class Rule:
             return isinstance(value, bool)
         if self.kind == "choice":
             return value in self.choices
-        if self.kind == "numbers":
-            if not isinstance(value, list) or (self.length is not None and len(value) != self.length):
+        if self.kind in ("numbers", "ints"):
+            if not isinstance(value, list) or not value or (self.length is not None and len(value) != self.length):
                 return False
-            if not all(self.number_ok(v, float) for v in value):
+            if not all(self.number_ok(v, int if self.kind == "ints" else float) for v in value):
                 return False
             return not self.increasing or all(a < b for a, b in zip(value, value[1:]))
         return self.number_ok(value, int if self.kind == "int" else float)

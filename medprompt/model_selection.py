@@ -15,7 +15,7 @@ import torch
 
 from medprompt.backbones import Backbone
 from medprompt.device import autocast
-from medprompt.methods import Method
+from medprompt.methods import Method, Slices
 from medprompt.supervision import main_box
 
 BATCH = 8
@@ -41,11 +41,12 @@ def union_box(boxes: np.ndarray) -> np.ndarray:
 
 
 class BoxSelector:
-    """Held-out embeddings and their annotated boxes (in the cropped low-res frame of the backbone's logits)."""
+    """Held-out slices (what the method reads of them) and their annotated boxes (in the cropped low-res frame
+    of the backbone's logits)."""
 
-    def __init__(self, backbone: Backbone, embeddings: torch.Tensor, low_res_boxes: Sequence[np.ndarray],
+    def __init__(self, backbone: Backbone, slices: Slices, low_res_boxes: Sequence[np.ndarray],
                  image_size: tuple[int, int], min_island: float = 0.0):
-        self.backbone, self.embeddings, self.image_size = backbone, embeddings, image_size
+        self.backbone, self.slices, self.image_size = backbone, slices, image_size
         self.min_island = min_island
         self.targets = [union_box(b) for b in low_res_boxes]
 
@@ -60,9 +61,8 @@ class BoxSelector:
         device = self.backbone.device
         ious = []
         for start in range(0, len(self.targets), BATCH):
-            embeddings = self.embeddings[start : start + BATCH].to(device, torch.float32)
             with autocast(device):
-                logits = method(embeddings)
+                logits = method(self.slices[start : start + BATCH].to(device))
             masks = (self.backbone.spec.crop_low_res(logits, self.image_size)[:, 0] > 0).cpu().numpy()
             for mask, target in zip(masks, self.targets[start : start + BATCH]):
                 box = main_box(mask, self.min_island)

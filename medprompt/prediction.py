@@ -16,52 +16,28 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medprompt.backbones import Backbone
 from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
-from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
 from medprompt.prediction_store import has_source_geometry, prediction_folder, write_predictions
 from medprompt.reconstruct import check_output_names, reconstruct
-from medprompt.methods import Method
+from medprompt.methods import Method, Slices
 from medprompt.methods.box_prompted import BoxPrompted
 from medprompt.refinement import RefineConfig, refine
 from medprompt.run_dir import TrainedModel
+from medprompt.slice_inputs import dataset_batches, image_slices, reads_for
 from medprompt.supervision import Boxes, boxes_from_dataset
 
 
-CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
-
-
-def embeddings_for(dataset: PreprocessedDataset, backbone: Backbone, rows: np.ndarray, batch_size: int):
-    """Yield (row positions, embeddings) batches: from the dataset's cache when it matches, else encoded now.
-
-    `batch_size` is the encoder's; cached embeddings come in batches of `CACHED_BATCH`.
-    """
-    try:
-        cache = EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)
-    except MedpromptError:
-        cache = None
-    if cache is not None:
-        batch_size = CACHED_BATCH
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        if cache is not None:
-            yield batch, torch.from_numpy(cache.read(batch)).to(backbone.device, torch.float32)
-        else:
-            with autocast(backbone.device):
-                yield batch, backbone.encode(torch.from_numpy(dataset.images(batch))).float()
-
-
 @torch.no_grad()
-def segment_embeddings(method: Method, embeddings: torch.Tensor, size: tuple[int, int],
-                       refine_config: RefineConfig = RefineConfig()) -> torch.Tensor:
-    """Foreground probabilities [B,H,W] from embeddings: the method's first pass, then refined if enabled."""
+def segment_slices(method: Method, slices: Slices, size: tuple[int, int],
+                   refine_config: RefineConfig = RefineConfig()) -> torch.Tensor:
+    """Foreground probabilities [B,H,W]: the method's first pass, then refined if enabled."""
     backbone = method.backbone
     with autocast(backbone.device):
-        logits = method(embeddings)
+        logits = method(slices)
         probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
-        return refine(method, embeddings, probs, size, refine_config)
+        return refine(method, slices.embeddings, probs, size, refine_config)
 
 
 @torch.no_grad()
@@ -70,13 +46,12 @@ def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, prog
     """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
     if method.needs_boxes:
         raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
+    reads = reads_for(method, refine_config.enabled)
     out = np.zeros(images.shape, dtype=np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
-        batch = torch.from_numpy(images[start : start + batch_size])
-        with autocast(method.backbone.device):
-            embeddings = method.backbone.encode(batch).float()
-        probs = segment_embeddings(method, embeddings, images.shape[1:], refine_config)
-        out[start : start + len(batch)] = probs.float().cpu().numpy()
+        slices = image_slices(method.backbone, images[start : start + batch_size], reads)
+        probs = segment_slices(method, slices, images.shape[1:], refine_config)
+        out[start : start + len(probs)] = probs.float().cpu().numpy()
     return out
 
 
@@ -88,8 +63,9 @@ def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarr
     out = np.zeros((len(rows), *size), dtype=np.float32)
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
-    for batch, embeddings in embeddings_for(dataset, method.backbone, rows, batch_size):
-        probs = segment_embeddings(method, embeddings, size, refine_config)
+    reads = reads_for(method, refine_config.enabled)
+    for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
+        probs = segment_slices(method, slices, size, refine_config)
         out[[position[r] for r in batch]] = probs.float().cpu().numpy()
         bar.update(len(batch))
     bar.close()
@@ -106,7 +82,8 @@ def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.
     ids = dataset.manifest.slice_id.to_numpy()
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc="box prompts", unit="slice", disable=not progress)
-    for batch, embeddings in embeddings_for(dataset, backbone, rows, batch_size):
+    for batch, slices in dataset_batches(dataset, backbone, rows, ("embeddings",), batch_size):
+        embeddings = slices.embeddings
         owner, prompt_boxes = [], []
         for j, r in enumerate(batch):
             for box in boxes[ids[r]]:

@@ -1,6 +1,6 @@
-"""Train a method (`medprompt.methods`) from tight boxes alone (or from masks), on cached embeddings.
+"""Train a method (`medprompt.methods`) from tight boxes alone (or from masks), on cached embeddings or slices.
 
-Cached embeddings -> method (prompt learner and mask decoder) -> low-res logits
+Cached embeddings and/or slices -> method (prompt learner and mask decoder, or a network) -> low-res logits
 -> box-constraint losses, or Dice + cross-entropy against the masks the backbone
 draws in the boxes (`supervision: pseudo_masks`) or the dataset's masks (`masks`).
 Checkpointed every epoch; `resume` continues an interrupted run and, on the
@@ -26,12 +26,13 @@ from tqdm.auto import tqdm
 
 from medprompt import __version__
 from medprompt.atomic import atomic_path
+from medprompt.augmentation import AugmentConfig, SliceAugmentation
 from medprompt.backbones import Backbone
 from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig
 from medprompt.collapse import HEALTHY, CollapseConfig, box_fill, classify
 from medprompt.config import (apply_overrides, bundled_config_path, dump_config, load_config, merge, read_yaml,
                               user_config_path)
-from medprompt.config_rules import Rule, check_config
+from medprompt.config_rules import Rule, check_config, lookup
 from medprompt.dataset import PreprocessedDataset, source_kinds
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
@@ -39,8 +40,9 @@ from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
-from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, available_methods, build_method, method_class
+from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, Method, available_methods, build_method, method_class
 from medprompt.refinement import RefineConfig, second_pass
+from medprompt.slice_inputs import dataset_slices, matching_cache
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
 from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, read_box_csv, select_training_set,
                                    write_box_csv)
@@ -56,6 +58,8 @@ TRAIN_RULES = {
     "min_target_area": Rule("int", 1),
     "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
     "refine.second_pass_loss": Rule("number", 0),
+    "augment.enabled": Rule("bool"), "augment.rotate": Rule("number", 0, 180), "augment.scale": Rule("number", 0, 0.9),
+    "augment.translate": Rule("number", 0, 0.5), "augment.contrast": FRACTION,
     "selection.split": Rule("choice", choices=("train", "val", "test"), nullable=True),
     "selection.every": Rule("int", 1), "selection.max_slices": Rule("int", 1), "selection.after": FRACTION,
     "collapse.empty_below": FRACTION, "collapse.full_above": FRACTION, "collapse.patience": Rule("int", 1),
@@ -75,14 +79,18 @@ class Trainer:
         self.cfg = config["train"]
         self.device = backbone.device
         self.training_set = training_set
-        cache = EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)
-        if not cache.fits_in_memory(len(training_set.rows)):
-            raise MedpromptError(f"{cache.path}: {len(training_set.rows)} training embeddings do not fit in memory; use --shots")
-        self.embeddings = torch.from_numpy(cache.read(training_set.rows))
         self.image_size = tuple(dataset.shape[1:])
+        self.supervision = self.cfg["supervision"]
+        self.refine = RefineConfig.from_train_config(self.cfg)
+        method = method_class(self.cfg["method"])
+        reads = training_reads(method, self.cfg)
+        cache = matching_cache(dataset, backbone) if "embeddings" in reads else None
+        if cache is not None and not cache.fits_in_memory(len(training_set.rows)):
+            raise MedpromptError(f"{cache.path}: {len(training_set.rows)} training embeddings do not fit in memory; use --shots")
+        self.inputs = dataset_slices(dataset, backbone, training_set.rows, reads, cache)
         self.low_res_boxes = [backbone.spec.boxes_to_low_res(training_set.boxes[s], self.image_size)
                               for s in training_set.slice_ids]
-        self.supervision = self.cfg["supervision"]
+        self.targets = None
         if self.supervision == "masks":
             label = int(config["dataset"]["target_label"])
             masks = dataset.masks(training_set.rows) == label
@@ -90,31 +98,38 @@ class Trainer:
             self.loss = MaskLoss()
         elif self.supervision == "pseudo_masks":
             boxes = [training_set.boxes[s] for s in training_set.slice_ids]
-            self.targets = pseudo_masks(backbone, self.embeddings, boxes, self.image_size)
+            self.targets = pseudo_masks(backbone, self.inputs.embeddings, boxes, self.image_size)
             self.loss = MaskLoss()
         else:
             loss_cfg = dict(self.cfg["loss"])
             loss_cfg["size_bounds"] = tuple(loss_cfg["size_bounds"])
             self.loss = BoxConstraintLoss(BoxLossConfig(**loss_cfg))
         self.collapse = CollapseConfig(**self.cfg["collapse"])
-        self.refine = RefineConfig.from_train_config(self.cfg)
-        self.selector = self.build_selector(cache)
+        augment = AugmentConfig.from_train_config(self.cfg)
+        self.augmentation = SliceAugmentation(augment, backbone.spec.low_res, backbone.spec.low_res_shape(self.image_size)) \
+            if augment.enabled else None
+        self.selector = self.build_selector(cache, method.reads)
         self.recoveries = 0
         self.log: list[dict[str, Any]] = []
         self.start()
 
     def start(self) -> None:
-        """A new method (initialised from seed + number of restarts), optimiser and schedule, at epoch 0."""
+        """A new method (initialised from seed + number of restarts, set up from the training slices when it takes
+        references), optimiser and schedule, at epoch 0."""
         torch.manual_seed(self.cfg["seed"] + self.recoveries)
         self.method = build_method(self.backbone, self.cfg)
+        if self.method.references:
+            self.method.setup(self.inputs.to(self.device), self.targets.to(self.device))
+        self.epoch = self.unhealthy_epochs = 0
+        self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
+        if not self.method.trainable:
+            return
         learned = [p for p in self.method.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(learned, lr=self.cfg["lr"], weight_decay=self.cfg["weight_decay"])
         step_epoch = max(1, round(self.cfg["epochs"] * self.cfg["lr_step_at"]))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=self.cfg["lr_gamma"])
-        self.epoch = self.unhealthy_epochs = 0
-        self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
 
-    def build_selector(self, cache: EmbeddingCache) -> BoxSelector | None:
+    def build_selector(self, cache: EmbeddingCache | None, reads: tuple[str, ...]) -> BoxSelector | None:
         """Held-out slices of the selection split with boxes from the dataset's masks; None when there are none."""
         cfg = self.cfg["selection"]
         if cfg["split"] is None or not self.dataset.has_masks:
@@ -127,7 +142,8 @@ class Trainer:
         if len(rows) == 0:
             return None
         low_res = [self.backbone.spec.boxes_to_low_res(boxes[ids[r]], self.image_size) for r in rows]
-        return BoxSelector(self.backbone, torch.from_numpy(cache.read(rows)), low_res, self.image_size,
+        return BoxSelector(self.backbone, dataset_slices(self.dataset, self.backbone, rows, reads, cache), low_res,
+                           self.image_size,
                            self.refine.min_island if self.refine.enabled else 0.0)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
@@ -136,16 +152,20 @@ class Trainer:
         size = self.cfg["batch_size"]
         return [order[i : i + size] for i in range(0, len(order), size)]
 
-    def step(self, batch: np.ndarray) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-        """One optimisation step on a batch of training-set positions: loss terms, box fill and outside fill."""
-        embeddings = self.embeddings[batch].to(self.device, torch.float32)
+    def step(self, batch: np.ndarray, index: int = 0) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """One optimisation step on a batch of training-set positions (the epoch's `index`-th): loss terms, box
+        fill and outside fill."""
+        slices = self.inputs[batch].to(self.device)
         boxes = [self.low_res_boxes[i] for i in batch]
+        targets = None if self.targets is None else self.targets[batch].to(self.device)
+        if self.augmentation is not None:
+            slices, targets, boxes = self.augmentation(slices, targets, boxes, (self.cfg["seed"], self.epoch, index))
         with autocast(self.device):
-            logits = self.method(embeddings)
+            logits = self.method(slices)
         logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
-        terms = self.supervised_loss(logits, batch)
+        terms = self.supervised_loss(logits, targets, boxes)
         if self.refine.distill > 0 or self.refine.second_pass_loss > 0:
-            for key, value in self.second_pass_terms(embeddings, logits, batch).items():
+            for key, value in self.second_pass_terms(slices.embeddings, logits, targets, boxes).items():
                 terms[key] = value
                 terms["loss"] = terms["loss"] + getattr(self.refine, key) * value
         self.optimizer.zero_grad(set_to_none=True)
@@ -153,13 +173,13 @@ class Trainer:
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
 
-    def supervised_loss(self, logits: torch.Tensor, batch: np.ndarray) -> dict[str, torch.Tensor]:
-        """The box losses, or Dice + cross-entropy against the masks, of cropped low-res logits."""
-        if self.supervision != "boxes":
-            return self.loss(logits, self.targets[batch])
-        return self.loss(logits, [self.low_res_boxes[i] for i in batch])
+    def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor | None,
+                        boxes: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """The box losses, or Dice + cross-entropy against the mask targets, of cropped low-res logits."""
+        return self.loss(logits, boxes) if self.supervision == "boxes" else self.loss(logits, targets)
 
-    def second_pass_terms(self, embeddings: torch.Tensor, logits: torch.Tensor, batch: np.ndarray) -> dict[str, torch.Tensor]:
+    def second_pass_terms(self, embeddings: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor | None,
+                          boxes: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """SAM-SP's terms on the box-prompted second pass that the first pass (cropped low-res `logits`) implies:
         `distill`, the first pass's cross-entropy against it, and `second_pass_loss`, its own supervised loss.
 
@@ -179,7 +199,8 @@ class Trainer:
         if self.refine.distill > 0:
             terms["distill"] = F.binary_cross_entropy_with_logits(logits[keep], torch.sigmoid(second.detach()))
         if self.refine.second_pass_loss > 0:
-            terms["second_pass_loss"] = self.supervised_loss(second, batch[keep])["loss"]
+            kept_targets = None if targets is None else targets[keep]
+            terms["second_pass_loss"] = self.supervised_loss(second, kept_targets, [boxes[i] for i in keep])["loss"]
         return terms
 
     def fit(self, progress: bool = True) -> None:
@@ -226,8 +247,8 @@ class Trainer:
         start = time.perf_counter()
         sums: dict[str, float] = {}
         fills_in, fills_out = [], []
-        for batch in self.batches(self.epoch):
-            terms, fill_in, fill_out = self.step(batch)
+        for index, batch in enumerate(self.batches(self.epoch)):
+            terms, fill_in, fill_out = self.step(batch, index)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v * len(batch)
             fills_in.append(fill_in)
@@ -299,6 +320,14 @@ class Trainer:
                                  "over") from None
 
 
+def training_reads(method: type[Method], train_cfg: dict[str, Any]) -> tuple[str, ...]:
+    """What a run reads of its slices: the method's inputs, and the embeddings that pseudo-masks or the
+    second-pass terms are drawn from."""
+    refine = RefineConfig.from_train_config(train_cfg)
+    drawn = train_cfg["supervision"] == "pseudo_masks" or refine.distill > 0 or refine.second_pass_loss > 0
+    return tuple(dict.fromkeys([*method.reads, *(["embeddings"] if drawn else [])]))
+
+
 def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any],
                checkpoint: str | os.PathLike | None) -> dict[str, Any]:
     """The resolved config a run records: what it trained on, with what, and how."""
@@ -330,9 +359,17 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
     check_config(train_cfg, {"method": methods, **TRAIN_RULES})
     method = method_class(train_cfg["method"])
     check_config(train_cfg, method.rules)
+    method.check_options(dict(train_cfg.get(method.name) or {}))
     if train_cfg["supervision"] not in method.supervisions:
         raise MedpromptError(f"--supervision {train_cfg['supervision']}: method {method.name} learns from "
                              f"{' or '.join(method.supervisions)} only")
+    if lookup(train_cfg, "augment.enabled"):
+        refine = RefineConfig.from_train_config(train_cfg)
+        reader = f"method {method.name}" if "embeddings" in method.reads else \
+            "the second pass (refine.distill, refine.second_pass_loss)" if refine.distill or refine.second_pass_loss else None
+        if reader is not None:
+            raise MedpromptError(f"augment.enabled: {reader} reads cached embeddings, which cannot follow a "
+                                 "transformed slice; --set augment.enabled=false")
     if train_cfg["supervision"] == "masks" and (boxes_csv is not None or not dataset.has_masks):
         raise MedpromptError(f"--supervision masks: needs the dataset's masks ({dataset.root} has "
                              f"{'masks, but --boxes was given' if dataset.has_masks else 'none'}); use --supervision boxes")
@@ -378,15 +415,21 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
         if differences:
             raise MedpromptError(f"{run_dir / CONFIG}: cannot resume, {'; '.join(differences)}; resume without "
                                  "changing them, or train into a new --out")
+    method = method_class(train_cfg["method"])
+    if (method.trainable or method.references) and "embeddings" in training_reads(method, train_cfg):
+        EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)  # says what to run when missing
     with exclusive(run_dir, "medprompt train"):
         if not resume:
             write_box_csv(training_set.boxes, run_dir / BOXES)
             dump_config(config, run_dir / CONFIG)
-        if not method_class(train_cfg["method"]).trainable:
+        if not method.trainable and not method.references:
             with atomic_path(run_dir / WEIGHTS) as tmp:
                 tmp.write_bytes(weights_bytes({}, {"method": train_cfg["method"], "medprompt_version": __version__}))
             return run_dir
         trainer = Trainer(dataset, backbone, config, run_dir, training_set)
+        if not method.trainable:
+            trainer.write_weights()
+            return run_dir
         if resume and (run_dir / RESUME_STATE).exists():
             trainer.load_resume_state()
         trainer.fit(progress=progress)

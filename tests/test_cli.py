@@ -57,9 +57,9 @@ def test_every_method_through_the_command_line(embedded, tiny_checkpoint, tmp_pa
 
 
 def test_unknown_method_or_supervision_it_does_not_take_is_one_line(embedded, tiny_checkpoint, tmp_path, capsys):
-    assert main(["train", str(embedded), "--out", str(tmp_path / "a"), "--method", "unet",
+    assert main(["train", str(embedded), "--out", str(tmp_path / "a"), "--method", "transunet",
                  *backbone_args(tiny_checkpoint)]) == 2
-    assert "--method unet: unknown; available: box_prompted, conv_fc, ptsam, sam_sp" in capsys.readouterr().err
+    assert "--method transunet: unknown; available: autosam, box_prompted, conv_fc, persam" in capsys.readouterr().err
     assert main(["train", str(embedded), "--out", str(tmp_path / "b"), "--method", "box_prompted", "--supervision",
                  "masks", *backbone_args(tiny_checkpoint)]) == 2
     assert "method box_prompted learns from boxes only" in capsys.readouterr().err
@@ -135,6 +135,18 @@ def test_train_without_embeddings_says_what_to_run(dataset_copy, tiny_checkpoint
     shutil.rmtree(dataset_copy / "embeddings", ignore_errors=True)
     expect_error(capsys, ["train", str(dataset_copy), "--out", str(tmp_path / "r"), *backbone_args(tiny_checkpoint)],
                  "medprompt embed")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_network_on_the_slices_trains_and_predicts_without_embeddings(dataset_copy, tiny_checkpoint, tmp_path):
+    shutil.rmtree(dataset_copy / "embeddings", ignore_errors=True)
+    run = tmp_path / "run"
+    assert main(["train", str(dataset_copy), "--out", str(run), "--method", "unet", "--shots", "2", "--epochs", "1",
+                 "--set", "unet.channels=[4,8]", *backbone_args(tiny_checkpoint)]) == 0
+    assert main(["predict", str(run), str(dataset_copy), "--out", str(tmp_path / "pred"), "--split", "test"]) == 0
+    with h5py.File(tmp_path / "pred" / "predictions.h5", "r") as f:
+        assert f["mask"].shape == (4, 64, 64) and f.attrs["method"] == "unet"
+    assert not (dataset_copy / "embeddings").exists()
 
 
 def test_predict_needs_a_finished_run(tmp_path, capsys):

@@ -5,7 +5,8 @@ import pytest
 from medprompt.config import load_config
 from medprompt.config_rules import Rule, check_config
 from medprompt.errors import MedpromptError
-from medprompt.training import TRAIN_RULES
+from medprompt.methods import available_methods, method_class
+from medprompt.training import TRAIN_RULES, load_train_config
 from preprocessing.pipeline import PREPROCESS_RULES
 
 
@@ -17,6 +18,9 @@ def test_rules_accept_and_refuse_by_hand():
     assert Rule("numbers", 0, 100, length=2, increasing=True).accepts([0.5, 99.5])
     assert not Rule("numbers", 0, 100, length=2, increasing=True).accepts([99.5, 0.5])
     assert not Rule("numbers", 0, 100, length=2).accepts(5)
+    assert Rule("ints", 1, increasing=True).accepts([4, 8]) and not Rule("ints", 1).accepts([4, 8.5])
+    assert not Rule("ints", 1).accepts([]) and not Rule("ints", 1).accepts([0, 4])
+    assert Rule("ints", 1).describe() == "a list of some whole numbers >= 1"
     assert Rule("choice", choices=("a", "b")).accepts("b") and not Rule("choice", choices=("a", "b")).accepts("c")
     assert Rule("number", 0, 1).describe() == "a number in [0, 1]"
     assert Rule("int", 1, nullable=True).describe() == "null or a whole number >= 1"
@@ -25,6 +29,11 @@ def test_rules_accept_and_refuse_by_hand():
 def test_bundled_configs_follow_their_rules():
     for name in ("train", "paper"):
         check_config(load_config("train", name if name != "train" else None), TRAIN_RULES)
+    for name in available_methods():
+        cls = method_class(name)
+        config = load_train_config(name)
+        check_config(config, {**TRAIN_RULES, **cls.rules})
+        cls.check_options(config.get(name) or {})
     for name in ("acdc", "camus", "hc18"):
         check_config(load_config(name), PREPROCESS_RULES)
 

@@ -37,6 +37,16 @@ def test_longest_side_preprocess_matches_the_reference_area_resize():
     assert np.abs(ours - reference).max() < 0.02
 
 
+def test_images_for_networks_are_the_input_frame_at_the_low_res_logits_resolution():
+    image = torch.rand(2, 300, 200) * 80
+    lite = LITE.low_res_images(image)
+    assert lite.shape == (2, 1, 256, 256) and torch.equal(lite, LITE.preprocess(image)[:, :1])
+    medsam = MEDSAM.low_res_images(image)  # 1024 input frame, 256 logits: area-averaged 4x4 blocks
+    full = MEDSAM.preprocess(image)[:, :1]
+    assert medsam.shape == (2, 1, 256, 256)
+    assert torch.allclose(medsam[0, 0, 10, 20], full[0, 0, 40:44, 80:84].mean())
+
+
 def test_blank_slice_stays_zero():
     for spec in (LITE, MEDSAM):
         assert (spec.preprocess(torch.full((1, 40, 60), 7.0)) == 0).all()

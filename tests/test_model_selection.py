@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.methods import build_method
+from medprompt.methods import Slices, build_method
 from medprompt.model_selection import BoxSelector, box_iou, union_box
 from medprompt.supervision import main_box
 from tiny_backbone import build_tiny_backbone
@@ -27,7 +27,7 @@ def test_box_geometry_by_hand():
 def test_score_is_the_mean_box_iou_and_empty_scores_zero(monkeypatch):
     backbone = build_tiny_backbone(seed=0).freeze()
     boxes = [np.array([[40, 40, 120, 140]]), np.array([[10, 10, 60, 60]]), np.array([[100, 30, 200, 90]])]
-    selector = BoxSelector(backbone, torch.zeros(3, 256, 64, 64), boxes, (256, 256))
+    selector = BoxSelector(backbone, Slices(torch.zeros(3, 256, 64, 64)), boxes, (256, 256))
     method = build_method(backbone, {"method": "conv_fc", "prompt_offset": "none"})
 
     def decode(embeddings, sparse, dense):  # foreground exactly on the first box, for every image

@@ -25,6 +25,12 @@ def backbone_with_recorded_prompts(monkeypatch):
     return backbone, calls
 
 
+def batch_of(trainer, n: int) -> tuple:
+    """The mask targets (None from boxes) and low-res boxes of the first `n` training slices."""
+    targets = None if trainer.targets is None else trainer.targets[:n]
+    return targets, trainer.low_res_boxes[:n]
+
+
 def first_pass() -> torch.Tensor:
     """Three slices: a blob with a far 2-pixel island, nothing, a lone square."""
     probs = torch.zeros(3, *SIZE)
@@ -84,13 +90,13 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
         return [0], second
 
     monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
-    got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, np.arange(2))["distill"]
+    got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]
     target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
     expected_box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
     assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
     monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
-    assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, np.arange(2))["distill"]) == 0.0
+    assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]) == 0.0
 
 
 def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path):
@@ -104,12 +110,12 @@ def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_t
     low_res = torch.zeros(2, 1, 256, 256)
     low_res[:, 0, 100:140, 100:140] = 6.0
     cropped = backbone.spec.crop_low_res(low_res, trainer.image_size)
-    embeddings = trainer.embeddings[:2].float()
-    terms = trainer.second_pass_terms(embeddings, cropped, np.arange(2))
+    embeddings = trainer.inputs.embeddings[:2].float()
+    terms = trainer.second_pass_terms(embeddings, cropped, *batch_of(trainer, 2))
     assert set(terms) == {"second_pass_loss"}
     box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
     second = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
-    expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), np.arange(2))
+    expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), *batch_of(trainer, 2))
     assert float(terms["second_pass_loss"].detach()) == pytest.approx(float(expected["loss"].detach()), rel=1e-5)
     terms["second_pass_loss"].backward()
     lora = [p for n, p in trainer.method.named_parameters() if "lora_b" in n]

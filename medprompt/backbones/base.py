@@ -105,6 +105,19 @@ def decode_batched(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: tor
     prompt (B images x B prompts -> B*B masks), so the same computation is done
     here with one prompt set per image. A method may pass its own (tuned) decoder.
     """
+    return _decode(decoder, image_pe, embeddings, sparse, dense, 1)[0]
+
+
+def decode_multimask(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: torch.Tensor, sparse: torch.Tensor,
+                     dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's three multimask outputs, low-res logits [B,3,256,256], and the decoder's IoU estimates [B,3]."""
+    logits, hs = _decode(decoder, image_pe, embeddings, sparse, dense, decoder.num_mask_tokens)
+    return logits[:, 1:], decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
+
+
+def _decode(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: torch.Tensor, sparse: torch.Tensor,
+            dense: torch.Tensor, masks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits [B,masks,h,w] of the first `masks` mask tokens, and the transformer's token outputs."""
     b = embeddings.shape[0]
     if sparse.shape[0] != b or dense.shape[0] != b:
         raise ValueError(f"decode needs one prompt per image: {b} images, {sparse.shape[0]} sparse, {dense.shape[0]} dense")
@@ -114,8 +127,7 @@ def decode_batched(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: tor
     pos = image_pe.to(src.dtype).expand(b, -1, -1, -1)
     _, c, h, w = src.shape
     hs, src = decoder.transformer(src, pos, tokens)
-    mask_token = hs[:, 1, :]
     upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-    hyper = decoder.output_hypernetworks_mlps[0](mask_token)
+    hyper = torch.stack([decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in range(masks)], dim=1)
     _, c_up, h_up, w_up = upscaled.shape
-    return (hyper.unsqueeze(1) @ upscaled.reshape(b, c_up, h_up * w_up)).reshape(b, 1, h_up, w_up)
+    return (hyper @ upscaled.reshape(b, c_up, h_up * w_up)).reshape(b, masks, h_up, w_up), hs

@@ -70,6 +70,12 @@ class InputSpec:
         x = F.pad(x, (0, self.size - w, 0, self.size - h))
         return x.expand(-1, 3, -1, -1)
 
+    def low_res_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Grey slices [B,H,W] -> [B,1,low_res,low_res] in [0,1]: the input frame (`preprocess`) at the
+        resolution of the low-res logits, pixel for pixel, for methods that read the slices themselves."""
+        x = self.preprocess(images)[:, :1]
+        return x if self.low_res == self.size else F.interpolate(x, size=(self.low_res, self.low_res), mode="area")
+
     def boxes_to_input(self, boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Boxes [K,4] (x_min, y_min, x_max, y_max in slice pixels) -> the prompt encoder's frame."""
         sy, sx = self.scale(image_size)

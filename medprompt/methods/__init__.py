@@ -6,6 +6,11 @@ Every `Method` subclass with a `name` in a module of this package is registered 
     ptsam         PTSAM: learnable tokens in the mask decoder's token stream (8 tokens: 2,048 parameters)
     sam_sp        SAM-SP: self-prompting with a LoRA-tuned mask decoder and self-distillation
     box_prompted  the backbone prompted with the ground-truth boxes: the upper bound, nothing learned
+    unet          baseline: MONAI's UNet on the slices, no backbone in the loop
+    unetr         baseline, TransUNet-like: MONAI's UNETR (a ViT-B/16 encoder and a convolutional decoder)
+    autosam       AutoSAM: a CNN turns the slice into the decoder's dense prompt embedding
+    persam        PerSAM: training-free, location priors from one reference slice's mask
+    persam_f      PerSAM-F: PerSAM plus two learned weights mixing the decoder's three masks
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 
 from medprompt.backbones import Backbone
 from medprompt.errors import MedpromptError
-from medprompt.methods.base import PROMPT_OFFSETS, Method, PromptMethod, prompt_offset
+from medprompt.methods.base import (PROMPT_OFFSETS, READS, Method, NetworkMethod, PromptMethod, Slices,
+                                    prompt_offset)
 
 METHODS: dict[str, type[Method]] = {}
 DEFAULT_METHOD = "conv_fc"
@@ -57,5 +63,5 @@ def build_method(backbone: Backbone, train_cfg: dict[str, Any]) -> Method:
     return method_class(train_cfg["method"])(backbone, train_cfg).to(backbone.device)
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "PROMPT_OFFSETS", "Method", "PromptMethod", "available_methods",
-           "build_method", "method_class", "prompt_offset", "register_method"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "PROMPT_OFFSETS", "READS", "Method", "NetworkMethod", "PromptMethod", "Slices",
+           "available_methods", "build_method", "method_class", "prompt_offset", "register_method"]

@@ -1,15 +1,17 @@
 """The Method protocol: what every segmentation method built on a frozen backbone provides.
 
-A method reads cached image embeddings [B,256,64,64] and gives low-res mask
-logits [B,1,256,256] through a mask decoder (the backbone's, or one it tunes).
-The trainer's loop (seeds, batches, schedule, resume, log, collapse recovery,
-model selection) is shared; a method owns only its forward pass and the
-tensors it learns. Its saved state is those tensors alone: the frozen
-backbone is never part of it.
+A method reads a batch of `Slices` (cached image embeddings [B,256,64,64], the
+slices themselves in the backbone's low-res frame, or both: its `reads`) and
+gives low-res mask logits [B,1,256,256], through a mask decoder (the
+backbone's, or one it tunes) or a network of its own. The trainer's loop
+(seeds, batches, schedule, resume, log, collapse recovery, model selection) is
+shared; a method owns only its forward pass and the tensors it learns. Its
+saved state is those tensors alone: the frozen backbone is never part of it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,23 +22,58 @@ from medprompt.backbones import Backbone
 from medprompt.config_rules import Rule
 
 
+READS = ("embeddings", "images")
+
+
+@dataclass(frozen=True)
+class Slices:
+    """What a method reads for a batch of B slices; a field the method does not read may be None.
+
+    `images` are the slices as the backbone sees them (resized into its input
+    frame, min-max scaled to [0,1]), at the resolution of its low-res logits:
+    [B,1,256,256], so a network that reads them predicts in the logits' frame.
+    `image_size` is the slices' own (H, W): the part of the frame they cover.
+    """
+
+    embeddings: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+    image_size: tuple[int, int] | None = None
+
+    def __getitem__(self, index: Any) -> Slices:
+        return Slices(*(None if t is None else t[index] for t in (self.embeddings, self.images)), self.image_size)
+
+    def to(self, device: torch.device) -> Slices:
+        """On `device`, in float32."""
+        tensors = (None if t is None else t.to(device, torch.float32) for t in (self.embeddings, self.images))
+        return Slices(*tensors, self.image_size)
+
+
 class Method(nn.Module):
     """Base class of the registered methods; subclasses set the class attributes and `forward`."""
 
     name: ClassVar[str]
-    reads: ClassVar[str] = "embeddings"                    # what prediction feeds it (the cache when it matches)
+    reads: ClassVar[tuple[str, ...]] = ("embeddings",)     # the `Slices` fields it needs (READS)
     supervisions: ClassVar[tuple[str, ...]] = ("boxes", "pseudo_masks", "masks")  # `train --supervision`
     trainable: ClassVar[bool] = True                       # False: nothing to learn, `train` only records the run
     needs_boxes: ClassVar[bool] = False                    # prediction prompts it with the ground-truth boxes
+    references: ClassVar[bool] = False                     # `setup` reads the training slices and their masks
     rules: ClassVar[dict[str, Rule]] = {}                  # its own config keys (under `train.<name>.`)
 
     def __init__(self, backbone: Backbone, train_cfg: dict[str, Any]):
         super().__init__()
         self.__dict__["backbone"] = backbone  # not a submodule: its weights are frozen and not the method's state
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Refuse (MedpromptError) a combination of this method's options that its `rules`, key by key, cannot."""
+
+    def forward(self, slices: Slices) -> torch.Tensor:
         """Low-res logits [B,1,256,256] of the first pass."""
         raise NotImplementedError
+
+    def setup(self, slices: Slices, targets: torch.Tensor) -> None:
+        """For a method with `references`: fix what it takes from the training slices and their target masks
+        (soft, [N,1,h,w] on the part of the low-res frame that covers the slice) before any training step."""
 
     def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """The decoder this method predicts with, given prompts (the backbone's unless the method tunes one)."""
@@ -69,6 +106,24 @@ class Method(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
+class NetworkMethod(Method):
+    """A method whose own network reads the slices [B,1,256,256] and gives the logits: the backbone is not in its
+    loop (it still gives the frame, and the pseudo-masks or a second pass when those are asked for)."""
+
+    reads = ("images",)
+
+    def __init__(self, backbone: Backbone, train_cfg: dict[str, Any]):
+        super().__init__(backbone, train_cfg)
+        self.network = self.build_network(self.options(train_cfg))
+
+    def build_network(self, options: dict[str, Any]) -> nn.Module:
+        """The network, one input channel to one output channel at the same resolution."""
+        raise NotImplementedError
+
+    def forward(self, slices: Slices) -> torch.Tensor:
+        return self.network(slices.images)
+
+
 PROMPT_OFFSETS = ("whole_image_box", "none")
 
 
@@ -78,9 +133,9 @@ class PromptMethod(Method):
     def prompts(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        sparse, dense = self.prompts(embeddings)
-        return self.decode(embeddings, sparse, dense)
+    def forward(self, slices: Slices) -> torch.Tensor:
+        sparse, dense = self.prompts(slices.embeddings)
+        return self.decode(slices.embeddings, sparse, dense)
 
 
 def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:

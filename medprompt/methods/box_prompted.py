@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from medprompt.methods.base import Method
+from medprompt.methods.base import Method, Slices
 
 
 class BoxPrompted(Method):
@@ -17,5 +17,5 @@ class BoxPrompted(Method):
     trainable = False
     needs_boxes = True
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def forward(self, slices: Slices) -> torch.Tensor:
         raise TypeError("box_prompted predicts from boxes only; use prompt_with_boxes")
