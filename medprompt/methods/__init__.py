@@ -30,6 +30,8 @@ DEFAULT_METHOD = "conv_fc"
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Add a method class under its `name` (usable as a decorator)."""
+    if not cls.reads or not set(cls.reads) <= set(READS):
+        raise TypeError(f"method {cls.name}: reads {cls.reads!r}, not a non-empty subset of {READS}")
     METHODS[cls.name] = cls
     return cls
 

@@ -90,10 +90,10 @@ class PerSAM(Method):
         logits = self.first_pass(slices, points)
         if self.training:
             return logits
-        logits = self.refine(slices, points, logits, with_box=self.box_in_first_refinement)
-        return self.refine(slices, points, logits, with_box=True)
+        logits = self.cascade(slices, points, logits, with_box=self.box_in_first_refinement)
+        return self.cascade(slices, points, logits, with_box=True)
 
-    def refine(self, slices: Slices, points: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor,
+    def cascade(self, slices: Slices, points: tuple[torch.Tensor, torch.Tensor], logits: torch.Tensor,
                with_box: bool) -> torch.Tensor:
         """One cascaded pass: the logits as mask prompt (and their mask's box); the best-rated of three masks.
         A slice whose mask is empty keeps its logits when a box is asked for."""
