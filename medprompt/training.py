@@ -142,8 +142,8 @@ class Trainer:
         if len(rows) == 0:
             return None
         low_res = [self.backbone.spec.boxes_to_low_res(boxes[ids[r]], self.image_size) for r in rows]
-        return BoxSelector(self.backbone, dataset_slices(self.dataset, self.backbone, rows, reads, cache), low_res,
-                           self.image_size,
+        held_out = dataset_slices(self.dataset, self.backbone, rows, reads, cache)
+        return BoxSelector(self.backbone, held_out, low_res, self.image_size,
                            self.refine.min_island if self.refine.enabled else 0.0)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
