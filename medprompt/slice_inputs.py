@@ -23,9 +23,10 @@ from medprompt.methods import Method, Slices
 CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
 
 
-def reads_for(method: Method, second_pass: bool) -> tuple[str, ...]:
-    """The fields to load for `method`: its own, and embeddings when a box-prompted second pass follows."""
-    return tuple(dict.fromkeys([*method.reads, *(["embeddings"] if second_pass else [])]))
+def reads_for(method: type[Method] | Method, with_embeddings: bool) -> tuple[str, ...]:
+    """The fields to load for `method`: its own, and the embeddings when something else draws on them too
+    (a box-prompted second pass, pseudo-masks)."""
+    return tuple(dict.fromkeys([*method.reads, *(["embeddings"] if with_embeddings else [])]))
 
 
 def matching_cache(dataset: PreprocessedDataset, backbone: Backbone) -> EmbeddingCache | None:

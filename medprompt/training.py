@@ -42,7 +42,7 @@ from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
 from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, Method, available_methods, build_method, method_class
 from medprompt.refinement import RefineConfig, second_pass
-from medprompt.slice_inputs import dataset_slices, matching_cache
+from medprompt.slice_inputs import dataset_slices, matching_cache, reads_for
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
 from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, read_box_csv, select_training_set,
                                    write_box_csv)
@@ -324,8 +324,8 @@ def training_reads(method: type[Method], train_cfg: dict[str, Any]) -> tuple[str
     """What a run reads of its slices: the method's inputs, and the embeddings that pseudo-masks or the
     second-pass terms are drawn from."""
     refine = RefineConfig.from_train_config(train_cfg)
-    drawn = train_cfg["supervision"] == "pseudo_masks" or refine.distill > 0 or refine.second_pass_loss > 0
-    return tuple(dict.fromkeys([*method.reads, *(["embeddings"] if drawn else [])]))
+    return reads_for(method, train_cfg["supervision"] == "pseudo_masks" or refine.distill > 0
+                     or refine.second_pass_loss > 0)
 
 
 def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any],
