@@ -152,7 +152,7 @@ class Trainer:
         size = self.cfg["batch_size"]
         return [order[i : i + size] for i in range(0, len(order), size)]
 
-    def step(self, batch: np.ndarray, index: int = 0) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    def step(self, batch: np.ndarray, index: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
         """One optimisation step on a batch of training-set positions (the epoch's `index`-th): loss terms, box
         fill and outside fill."""
         slices = self.inputs[batch].to(self.device)

@@ -39,7 +39,7 @@ def collapse_at(monkeypatch, epochs: set[int], visits: int = 1):
         seen[self.epoch] = seen.get(self.epoch, 0) + 1
         return original_run_epoch(self, bar)
 
-    def patched_step(self, batch, index=0):
+    def patched_step(self, batch, index):
         terms, fill_in, fill_out = original(self, batch, index)
         collapsed = self.epoch in epochs and seen[self.epoch] <= visits
         return terms, np.full_like(fill_in, 0.0 if collapsed else 1.0), np.zeros_like(fill_out)
