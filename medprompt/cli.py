@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from medprompt import __version__
 from medprompt.errors import MedpromptError
@@ -34,6 +34,13 @@ def counting_number(minimum: int) -> Callable[[str], int]:
 
 
 POSITIVE, NON_NEGATIVE = counting_number(1), counting_number(0)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line that points at --help (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -304,7 +311,7 @@ VERBS: list[tuple[str, Callable, Callable, str, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medprompt", description=DESCRIPTION,
+    parser = OneLineParser(prog="medprompt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"medprompt {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -319,10 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `medprompt` console script."""
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():  # the one-line warnings below end with the command
+    shown: set[str] = set()
+
+    def show_once(message, *_, **__) -> None:
+        """A warning as one line after the command's name, once however often it is raised."""
+        line = f"medprompt {args.verb}: warning: {message}"
+        if line not in shown:
+            shown.add(line)
+            print(line, file=sys.stderr)
+
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="monai")
-        warnings.showwarning = lambda message, *_, **__: print(f"medprompt {args.verb}: warning: {message}",
-                                                                 file=sys.stderr)
+        warnings.showwarning = show_once
         return run(args)
 
 
@@ -333,10 +348,12 @@ def run(args: argparse.Namespace) -> int:
     except MedpromptError as exc:
         print(f"medprompt {args.verb}: error: {exc}", file=sys.stderr)
         return 2
-    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        # an output path that is a file where a folder belongs (or the reverse), or not writable
-        print(f"medprompt {args.verb}: error: {exc.filename}: {exc.strerror.lower()}; choose another path",
-              file=sys.stderr)
+    except OSError as exc:
+        # an output path that is a file where a folder belongs (or the reverse), not writable, or a full disk
+        if exc.filename is None or exc.strerror is None:
+            raise
+        advice = "" if isinstance(exc, FileNotFoundError) else "; choose another path"
+        print(f"medprompt {args.verb}: error: {exc.filename}: {exc.strerror.lower()}{advice}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"medprompt {args.verb}: interrupted", file=sys.stderr)

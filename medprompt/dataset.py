@@ -192,6 +192,10 @@ def read_manifest(path: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise MedpromptError(f"{path}: missing columns {missing}")
+    for column in ("slice_id", "case"):
+        empty = manifest[column].isna().to_numpy()
+        if empty.any():
+            raise MedpromptError(f"{path}: row {int(empty.argmax()) + 2} has no {column}")
     duplicated = manifest.slice_id[manifest.slice_id.duplicated()]
     if len(duplicated):
         raise MedpromptError(f"{path}: slice_id {duplicated.iloc[0]!r} appears more than once")

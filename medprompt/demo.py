@@ -26,6 +26,7 @@ from medprompt.device import resolve_device
 from medprompt.metrics import mean_std
 from medprompt.embedding_cache import build_cache
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_folder
 from medprompt.evaluation import evaluate_volumes
 from medprompt.overlays import draw_overlays
 from medprompt.prediction import predict_dataset
@@ -40,6 +41,7 @@ HELD_OUT = ("test",)  # the val patients' boxes choose the epoch, so only the te
 
 def prepare_folder(out: Path) -> Path:
     """Create the demo folder; a previous demo's folder is emptied, any other non-empty folder is refused."""
+    check_output_folder(out, "--out")
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).exists():
             raise MedpromptError(f"{out}: exists and is not a demo folder; choose another --out")

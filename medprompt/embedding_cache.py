@@ -28,6 +28,7 @@ from medprompt.backbones import Backbone
 from medprompt.dataset import PreprocessedDataset, read_rows
 from medprompt.device import autocast, default_batch_size
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_folder
 from medprompt.locking import exclusive
 
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
@@ -78,6 +79,7 @@ def build_cache(
     if batch_size is not None and batch_size < 1:
         raise MedpromptError(f"--batch-size {batch_size}: must be at least 1")
     final = cache_path(dataset.root, backbone.backbone_id)
+    check_output_folder(final.parent, "embedding cache folder")
     expected = provenance(dataset, backbone)
     with exclusive(dataset.root, "medprompt embed"):
         if final.exists() and not overwrite:

@@ -26,6 +26,7 @@ from medprompt.config import load_config
 from medprompt.atomic import atomic_path
 from medprompt.dataset import MANIFEST, PreprocessedDataset
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_file
 from medprompt.ground_truth import (CaseReference, GroundTruthLayout, image_files, index_ground_truth, read_label_map,
                                     recognise_dataset)
 from medprompt.metrics import mean_std, slice_scores, structure_scores, summary_line
@@ -73,8 +74,7 @@ def evaluate(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, out: str | 
     pred_dir, gt_dir, out = Path(pred_dir), Path(gt_dir), Path(out)
     if not pred_dir.is_dir():
         raise MedpromptError(f"{pred_dir}: prediction folder not found")
-    if out.is_dir():
-        raise MedpromptError(f"--out {out}: is a folder; evaluate writes a CSV file there, choose another path")
+    check_output_file(out, "--out")
     outputs = completed_outputs(pred_dir)
     if (pred_dir / PREDICTIONS).is_file() and (gt_dir / MANIFEST).is_file():
         table = evaluate_slices(pred_dir, gt_dir)

@@ -85,7 +85,8 @@ class SliceGeometry:
         else:
             ty, tx = float(target_spacing[0]), float(target_spacing[1])
             if not all(math.isfinite(v) and v > 0 for v in (sy, sx)):
-                raise MedpromptError(f"cannot resample to {ty} x {tx} mm: the source pixel spacing is {sy} x {sx}")
+                known = f"{sy:g} x {sx:g} mm" if math.isfinite(sy) and math.isfinite(sx) else "unknown (a PNG has none)"
+                raise MedpromptError(f"cannot resample to {ty:g} x {tx:g} mm: the source pixel spacing is {known}")
             res_h, res_w = max(1, round(height * sy / ty)), max(1, round(width * sx / tx))
         return cls(height, width, sy, sx, res_h, res_w, ty, tx, (size - res_h) // 2, (size - res_w) // 2, int(size))
 

@@ -33,12 +33,7 @@ def exclusive(folder: str | os.PathLike, what: str) -> Iterator[None]:
         yield
         return
     with open(folder / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another medprompt process"
-            raise MedpromptError(f"{folder}: {holder} is writing here; let it finish (or stop it), then run again") from None
+        _lock_or_refuse(handle, folder)
         handle.seek(0)
         handle.truncate()
         handle.write(f"{what} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
@@ -49,3 +44,23 @@ def exclusive(folder: str | os.PathLike, what: str) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """Refuse now, before any work, when another process holds `folder`'s lock; creates nothing."""
+    path = Path(folder) / LOCK
+    if fcntl is None or not path.is_file():
+        return
+    with open(path) as handle:
+        _lock_or_refuse(handle, Path(folder))
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_or_refuse(handle, folder: Path) -> None:
+    """Take the lock on the open lock file, or raise the line that names its holder."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another medprompt process"
+        raise MedpromptError(f"{folder}: {holder} is writing here; let it finish (or stop it), then run again") from None

@@ -20,6 +20,7 @@ import torch
 from medprompt.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.device import default_batch_size
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_folder
 from medprompt.methods import method_class
 from medprompt.prediction import predict_dataset, segment_images
 from medprompt.prediction_store import prediction_folder
@@ -81,8 +82,7 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
 def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None) -> None:
     """Refuse, before any model loads, inputs that are missing, datasets without the split, and an --out that
     would write over an input (outputs are named after their inputs)."""
-    if out.exists() and not out.is_dir():
-        raise MedpromptError(f"--out {out}: is a file; predict writes a folder there, choose another path")
+    check_output_folder(out, "--out")
     for path in map(Path, inputs):
         if not path.exists():
             raise MedpromptError(f"{path}: input not found")

@@ -23,17 +23,18 @@ from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
 
 PREDICTIONS = "predictions.h5"
-RUNNING = ".predict_running"      # present while `predict` writes into a folder
+RUNNING = ".predict_running"      # present while `predict` (or `reconstruct`) writes into a folder
 OUTPUTS = "predict_outputs.txt"   # what the last complete `predict` into a folder wrote, one name per line
 
 
 @contextlib.contextmanager
-def prediction_folder(out_dir: Path) -> Iterator[list[Path]]:
-    """Mark `out_dir` as being written for the block; the block appends what it writes, and only when it
-    ends without error is that list published (and the mark cleared). A folder left marked was interrupted."""
-    with exclusive(out_dir, "medprompt predict"):
+def prediction_folder(out_dir: Path, writer: str = "medprompt predict") -> Iterator[list[Path]]:
+    """Mark `out_dir` as being written by `writer` for the block; the block appends what it writes, and only
+    when it ends without error is that list published (and the mark cleared). A folder left marked was
+    interrupted."""
+    with exclusive(out_dir, writer):
         (out_dir / OUTPUTS).unlink(missing_ok=True)
-        (out_dir / RUNNING).write_text(f"pid {os.getpid()}\n")
+        (out_dir / RUNNING).write_text(f"`{writer}` (pid {os.getpid()})\n")
         written: list[Path] = []
         yield written
         with atomic_path(out_dir / OUTPUTS) as tmp:
@@ -47,8 +48,9 @@ def completed_outputs(folder: Path) -> set[str] | None:
     A folder whose `predict` was interrupted (or is still running) is refused.
     """
     if (folder / RUNNING).exists():
-        raise MedpromptError(f"{folder}: a `medprompt predict` into this folder did not finish (or is still running); "
-                             "predict again before evaluating")
+        writer = (folder / RUNNING).read_text().strip() or "`medprompt predict`"
+        raise MedpromptError(f"{folder}: the {writer} that wrote this folder did not finish (or is still running); "
+                             "run it again before evaluating")
     if not (folder / OUTPUTS).is_file():
         return None
     return {line for line in (folder / OUTPUTS).read_text().splitlines() if line}

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from medprompt.dataset import MANIFEST, PreprocessedDataset, read_rows
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_folder
+from medprompt.prediction_store import prediction_folder
 from medprompt.geometry import SliceGeometry, inverse_labels, inverse_probabilities
 from medprompt.volume_io import VolumeMeta, write_volume
 
@@ -76,6 +78,7 @@ def reconstruct_dataset(dataset_dir: str | os.PathLike, array_spec: str, out_dir
     `slice_id` array in the same file or the `manifest.csv` beside it. Float
     arrays are written as probabilities.
     """
+    check_output_folder(out_dir, "--out")
     dataset = PreprocessedDataset(dataset_dir)
     path, name = parse_array_spec(array_spec)
     per_slice, slice_ids = _read_array(path, name)
@@ -93,7 +96,10 @@ def reconstruct_dataset(dataset_dir: str | os.PathLike, array_spec: str, out_dir
             "and there is no 'slice_id' array to align them"
         )
     kind = "prob" if np.issubdtype(per_slice.dtype, np.floating) else "label"
-    return reconstruct(manifest, per_slice, out_dir, kind)
+    check_output_names(manifest)
+    with prediction_folder(Path(out_dir), "medprompt reconstruct") as written:
+        written += reconstruct(manifest, per_slice, out_dir, kind)
+    return written
 
 
 def parse_array_spec(spec: str) -> tuple[Path, str]:

@@ -14,6 +14,7 @@ pixel edges, rounded outwards and clipped to the square.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,7 @@ def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes
     unknown = sorted(set(table.slice_id) - set(dataset.index_of))
     if unknown:
         raise MedpromptError(f"{path}: {len(unknown)} slice_id not in {dataset.manifest_path} (e.g. {unknown[0]!r})")
-    coords = table[list(BOX_COLUMNS)]
-    if coords.isna().any().any() or not all(np.issubdtype(t, np.number) for t in coords.dtypes):
-        raise MedpromptError(f"{path}: box coordinates must be numbers on every row")
+    coords = _numbers(table, BOX_COLUMNS, path, "box coordinates")
     _, height, width = dataset.shape
     x0, y0, x1, y1 = (coords[c].to_numpy() for c in BOX_COLUMNS)
     bad = (x0 < 0) | (y0 < 0) | (x1 > width - 1) | (y1 > height - 1) | (x0 > x1) | (y0 > y1)
@@ -97,7 +96,12 @@ def read_box_csv(path: str | os.PathLike, dataset: PreprocessedDataset) -> Boxes
         )
     rounded = np.stack([np.floor(x0), np.floor(y0), np.ceil(x1), np.ceil(y1)], axis=1).astype(np.int64)
     # a box given twice is one box (np.unique also orders a slice's boxes)
-    return {sid: np.unique(rounded[idx], axis=0) for sid, idx in table.groupby("slice_id", sort=False).indices.items()}
+    boxes = {sid: np.unique(rounded[idx], axis=0) for sid, idx in table.groupby("slice_id", sort=False).indices.items()}
+    repeats = len(table) - sum(len(b) for b in boxes.values())
+    if repeats:
+        warnings.warn(f"{path}: {repeats} {'rows repeat' if repeats > 1 else 'row repeats'} a box given earlier for "
+                      "the same slice; each box counts once")
+    return boxes
 
 
 def write_box_csv(boxes: Boxes, path: str | os.PathLike) -> None:
@@ -157,12 +161,18 @@ def map_source_boxes(csv_path: str | os.PathLike, manifest: pd.DataFrame) -> pd.
 def _read_source_table(path: Path) -> pd.DataFrame:
     """A source-pixel box CSV, with every required column present and numeric coordinates."""
     table = _read_box_table(path, SOURCE_COLUMNS, allow_empty=True)
-    numbers = table[["slice_index", *BOX_COLUMNS]].apply(pd.to_numeric, errors="coerce")
-    bad = numbers.isna().any(axis=1).to_numpy()
-    if bad.any():
-        raise MedpromptError(f"{path}: row {int(np.flatnonzero(bad)[0]) + 2}: slice_index and box coordinates must be numbers")
-    table[["slice_index", *BOX_COLUMNS]] = numbers
+    columns = ("slice_index", *BOX_COLUMNS)
+    table[list(columns)] = _numbers(table, columns, path, "slice_index and box coordinates")
     return table
+
+
+def _numbers(table: pd.DataFrame, columns: tuple[str, ...], path: Path, what: str) -> pd.DataFrame:
+    """`columns` of `table` as numbers, or a one-line error naming the first row where one is not."""
+    numbers = table[list(columns)].apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().any(axis=1).to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float)).all(axis=1)
+    if bad.any():
+        raise MedpromptError(f"{path}: row {int(np.flatnonzero(bad)[0]) + 2}: {what} must be numbers")
+    return numbers
 
 
 def _slice_lookup(manifest: pd.DataFrame) -> dict[tuple[str, int], pd.Series]:

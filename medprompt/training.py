@@ -37,6 +37,7 @@ from medprompt.dataset import PreprocessedDataset, source_kinds
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
+from medprompt.output_paths import check_output_folder
 from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
@@ -354,7 +355,7 @@ def run_config(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict
 def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
                       boxes_csv: str | os.PathLike | None = None, resume: bool = False) -> TrainingSet:
     """Everything that can be refused before a backbone is loaded: the run folder, the settings, the training slices."""
-    run_dir = Path(run_dir)
+    run_dir = check_output_folder(run_dir, "--out")
     methods = Rule("choice", choices=tuple(available_methods()))
     check_config(train_cfg, {"method": methods, **TRAIN_RULES})
     method = method_class(train_cfg["method"])

@@ -170,13 +170,15 @@ def write_volume(array: np.ndarray, meta: VolumeMeta, path: str | os.PathLike) -
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeMeta]:
     try:
+        _check_nifti_spacing(path)
         image = nib.load(str(path))
         if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
             raise MedpromptError(f"{path}: not a NIfTI-1 image")
         data = np.asanyarray(image.dataobj)
     except MedpromptError:
         raise
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
+            nib.wrapstruct.WrapStructError) as exc:
         reason = " ".join(str(exc).split())
         raise MedpromptError(f"{path}: unreadable or truncated NIfTI ({reason})") from None
     if isinstance(image, nib.Nifti2Image):
@@ -190,6 +192,20 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeMeta]:
     meta = VolumeMeta(".nii.gz", tuple(data.shape), zooms, nifti_header=header)
     volume = data.T if data.ndim == 3 else data.T[None]
     return np.ascontiguousarray(volume), meta
+
+
+def _check_nifti_spacing(path: Path) -> None:
+    """Refuse a NIfTI-1 header whose pixel spacing is zero or negative (nibabel would silently make it 1 or |x|)."""
+    with nib.openers.ImageOpener(str(path)) as handle:
+        header = nib.Nifti1Header.from_fileobj(handle, check=False)
+    if int(header["sizeof_hdr"]) != header.sizeof_hdr:
+        return  # not NIfTI-1: nibabel's own reading decides
+    n_axes = int(np.clip(header["dim"][0], 1, 3))
+    spacing = [float(v) for v in header["pixdim"][1:1 + n_axes]]
+    if not all(v > 0 for v in spacing):
+        shown = " x ".join(f"{v:g}" for v in spacing)
+        raise MedpromptError(f"{path}: pixel spacing {shown} in its header (pixdim) is not positive; "
+                             "a millimetre geometry cannot be known, fix the header")
 
 
 def _read_itk(path: Path, fmt: str) -> tuple[np.ndarray, VolumeMeta]:

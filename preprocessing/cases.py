@@ -58,8 +58,16 @@ class CaseSlices:
 
 
 def label_names(config: Mapping[str, Any]) -> dict[int, str]:
-    """The config's `labels` mapping with integer keys."""
-    return {int(k): str(v) for k, v in config["labels"].items()}
+    """The config's `labels` mapping with integer keys; anything else is refused naming the key."""
+    labels = config.get("labels")
+    try:
+        names = {int(k): str(v) for k, v in labels.items()}
+    except (AttributeError, TypeError, ValueError):
+        names = {}
+    if not names or min(names) < 1:
+        raise MedpromptError(f"config key labels: {labels!r} is not allowed; it takes a mapping of label values >= 1 "
+                             "to names (--set \"labels={1: liver}\")")
+    return names
 
 
 def target_label(config: Mapping[str, Any]) -> int:
@@ -118,9 +126,11 @@ def preprocess_case(loaded: LoadedCase, config: Mapping[str, Any], split: str) -
     raw, meta = loaded.raw, loaded.meta
     intensity, geometry_config = config["intensity"], config["geometry"]
     target_spacing = geometry_config.get("target_spacing")
-    geometry = SliceGeometry.plan(
-        meta.slice_shape, meta.slice_spacing, tuple(target_spacing) if target_spacing else None, int(geometry_config["size"])
-    )
+    try:
+        geometry = SliceGeometry.plan(meta.slice_shape, meta.slice_spacing,
+                                      tuple(target_spacing) if target_spacing else None, int(geometry_config["size"]))
+    except MedpromptError as exc:
+        raise MedpromptError(f"{raw.image_path}: {exc}") from None
     normalised = normalise(loaded.image, intensity["scope"], tuple(intensity["percentiles"]))
     images = np.stack([to_uint8(forward_image(s, geometry, geometry_config["image_interpolation"])) for s in normalised])
     masks, cropped = None, 0

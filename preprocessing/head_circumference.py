@@ -82,8 +82,9 @@ def read_hc_table(path: str | os.PathLike) -> pd.DataFrame:
             values = pd.to_numeric(table[column], errors="coerce")
             bad = table.filename[values.isna() | (values <= 0)]
             if len(bad):
-                raise MedpromptError(f"{path}: {column} of {bad.iloc[0]!r} is {table[column][bad.index[0]]!r}, "
-                                     "not a positive number")
+                value = table[column][bad.index[0]]
+                shown = "empty" if pd.isna(value) else repr(str(value))
+                raise MedpromptError(f"{path}: {column} of {bad.iloc[0]!r} is {shown}, not a positive number")
             table[column] = values
     return table.set_index("filename")[[c for c in ("pixel_size_mm", "hc_mm") if c in table.columns]]
 

@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from medprompt.config_rules import Rule, check_config
+from medprompt.output_paths import check_output_folder
 from medprompt.dataset import MANIFEST, SLICES, SPLITS, write_dataset
 from medprompt.errors import MedpromptError
 from medprompt.locking import exclusive
@@ -83,6 +84,7 @@ def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathL
         raise MedpromptError(f"config is for dataset {config.get('dataset')!r}, not {dataset!r}")
     check_config(config, PREPROCESS_RULES)
     target_label(config)
+    check_output_folder(out_dir, "OUT_DIR")
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise MedpromptError(f"{raw_dir}: raw dataset folder not found")

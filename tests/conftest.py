@@ -1,7 +1,9 @@
-"""Shared fixtures: a small synthetic preprocessed dataset, a random tiny-backbone checkpoint, both embedded."""
+"""Shared fixtures: a small synthetic preprocessed dataset, a random tiny-backbone checkpoint, both embedded,
+and a phantom ACDC download taken through preprocess, embed, train and predict."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset, write_dataset
+from helpers import backbone_args
+from preprocessing.phantoms import write_acdc
 from tiny_backbone import build_tiny_backbone
 
 
@@ -76,6 +81,47 @@ def setup(dataset_copy, tiny_checkpoint):
     backbone = load_backbone("tiny_test", tiny_checkpoint)
     build_cache(dataset, backbone, progress=False)
     return dataset, backbone
+
+
+@pytest.fixture()
+def embedded(dataset_copy, tiny_checkpoint) -> Path:
+    """A writable synthetic dataset embedded through the command line with the random tiny backbone."""
+    assert main(["embed", str(dataset_copy), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 0
+    return dataset_copy
+
+
+@pytest.fixture()
+def finished_run(embedded, tiny_checkpoint, tmp_path) -> Path:
+    """A conv_fc run trained on two slices of `embedded` for one epoch."""
+    run = tmp_path / "run"
+    assert main(["train", str(embedded), "--out", str(run), "--shots", "2", "--epochs", "1",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    return run
+
+
+@dataclass(frozen=True)
+class AcdcRun:
+    """A raw phantom ACDC download, its preprocessed dataset embedded with the tiny backbone, a run trained on
+    it, and that run's predictions of the dataset (volumes in the source geometry)."""
+
+    raw: Path
+    dataset: Path
+    run: Path
+    predictions: Path
+
+
+@pytest.fixture(scope="session")
+def acdc_run(tmp_path_factory, tiny_checkpoint) -> AcdcRun:
+    """Read-only: copy a folder before writing into it."""
+    root = tmp_path_factory.mktemp("acdc_run")
+    raw = write_acdc(root / "raw", n_patients=3, seed=0)
+    dataset, run, predictions = root / "dataset", root / "run", root / "predictions"
+    assert main(["preprocess", "acdc", str(raw), str(dataset), "--set", "geometry.size=96"]) == 0
+    assert main(["embed", str(dataset), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert main(["train", str(dataset), "--out", str(run), "--shots", "2", "--epochs", "1",
+                 *backbone_args(tiny_checkpoint)]) == 0
+    assert main(["predict", str(run), str(dataset), "--out", str(predictions)]) == 0
+    return AcdcRun(raw, dataset, run, predictions)
 
 
 @pytest.fixture(autouse=True)

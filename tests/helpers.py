@@ -1,4 +1,5 @@
-"""Helpers shared by the tests: where the real samples are, an independent Dice, and an interruption."""
+"""Helpers shared by the tests: where the real samples are, an independent Dice, an interruption, and the
+command line's one-line refusals."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from medprompt.cli import main
+from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -31,3 +35,19 @@ def interrupt_on_call(monkeypatch, owner: type, name: str, call: int) -> Callabl
 
     monkeypatch.setattr(owner, name, interrupted)
     return lambda: monkeypatch.setattr(owner, name, original)
+
+
+def backbone_args(tiny_checkpoint: Path) -> list[str]:
+    """Backbone and plumbing options for `train` on the random tiny backbone."""
+    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK,
+            "--set", BOX_SUPERVISION]
+
+
+def expect_error(capsys, argv: list[str], *fragments: str) -> str:
+    """Run the command line: it must exit 2 with one line on stderr holding every fragment; returns that line."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err

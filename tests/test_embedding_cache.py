@@ -100,29 +100,3 @@ def test_cache_of_other_preprocessing_is_refused(dataset_copy, backbone):
         del f.attrs["fingerprint"]
     with pytest.raises(MedpromptError, match="preprocessing_fingerprint"):
         EmbeddingCache(PreprocessedDataset(dataset_copy), "tiny_test", backbone.checkpoint_sha256)
-
-
-def test_a_second_writer_is_refused_and_an_overwrite_keeps_the_old_cache_until_complete(dataset_copy, backbone,
-                                                                                         tiny_checkpoint, capsys,
-                                                                                         monkeypatch):
-    from medprompt import embedding_cache
-    from medprompt.cli import main
-    from medprompt.locking import exclusive
-
-    dataset = PreprocessedDataset(dataset_copy)
-    with exclusive(dataset_copy, "medprompt embed"):
-        assert main(["embed", str(dataset_copy), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "medprompt embed (pid" in err and "is writing here" in err
-    assert not cache_path(dataset_copy, "tiny_test").exists() and not partial_path(cache_path(dataset_copy, "tiny_test")).exists()
-
-    path = build_cache(dataset, backbone, progress=False)
-    before = path.read_bytes()
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(embedding_cache, "_fill", killed)
-    with pytest.raises(KeyboardInterrupt):
-        build_cache(dataset, backbone, overwrite=True, progress=False)
-    assert path.read_bytes() == before
