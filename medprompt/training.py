@@ -34,7 +34,7 @@ from medprompt.config import (apply_overrides, bundled_config_path, dump_config,
                               user_config_path)
 from medprompt.config_rules import Rule, check_config, lookup
 from medprompt.dataset import PreprocessedDataset, source_kinds
-from medprompt.device import autocast
+from medprompt.device import PRECISIONS, autocast, cpu_bf16_for
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
 from medprompt.output_paths import check_output_folder
@@ -56,7 +56,7 @@ TRAIN_RULES = {
     "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
-    "min_target_area": Rule("int", 1),
+    "min_target_area": Rule("int", 1), "cpu_precision": Rule("choice", choices=PRECISIONS),
     "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
     "refine.second_pass_loss": Rule("number", 0),
     "augment.enabled": Rule("bool"), "augment.rotate": Rule("number", 0, 180), "augment.scale": Rule("number", 0, 0.9),
@@ -79,6 +79,7 @@ class Trainer:
         self.dataset, self.backbone, self.config, self.run_dir = dataset, backbone, config, run_dir
         self.cfg = config["train"]
         self.device = backbone.device
+        self.cpu_bf16 = cpu_bf16_for(self.device, self.cfg["cpu_precision"])
         self.training_set = training_set
         self.image_size = tuple(dataset.shape[1:])
         self.supervision = self.cfg["supervision"]
@@ -161,7 +162,7 @@ class Trainer:
         targets = None if self.targets is None else self.targets[batch].to(self.device)
         if self.augmentation is not None:
             slices, targets, boxes = self.augmentation(slices, targets, boxes, (self.cfg["seed"], self.epoch, index))
-        with autocast(self.device):
+        with autocast(self.device, self.cpu_bf16):
             logits = self.method(slices)
         logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
         terms = self.supervised_loss(logits, targets, boxes)
@@ -190,7 +191,7 @@ class Trainer:
         spec = self.backbone.spec
         boxes = [main_box(mask, self.refine.min_island) for mask in (logits.detach()[:, 0] > 0).cpu().numpy()]
         boxes = [None if box is None else spec.low_res_boxes_to_slice(box, self.image_size)[0] for box in boxes]
-        with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device):
+        with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device, self.cpu_bf16):
             keep, second = second_pass(self.method, embeddings, boxes, self.image_size)
         wanted = [key for key in ("distill", "second_pass_loss") if getattr(self.refine, key) > 0]
         if not keep:
@@ -461,6 +462,7 @@ def resumed_train_config(run_dir: str | os.PathLike, path: str | os.PathLike | N
     config = read_yaml(recorded).get("train")
     if not isinstance(config, dict):
         raise MedpromptError(f"{recorded}: no `train` section; this run cannot be resumed")
+    config.setdefault("cpu_precision", "fp32")  # runs recorded before the setting trained in fp32 on a CPU
     if path is not None:
         config = merge(config, read_yaml(user_config_path(path)))
     return apply_overrides(config, overrides)

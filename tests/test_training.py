@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from medprompt.config import load_config
 from medprompt.errors import MedpromptError
 from medprompt.supervision import select_training_set
-from medprompt.training import Trainer, train
+from medprompt.training import Trainer, resumed_train_config, train
 from helpers import interrupt_on_call
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
@@ -86,3 +86,13 @@ def test_user_boxes_define_the_training_set(setup, tmp_path):
         chosen = select_training_set(dataset, config(), csv)
     assert chosen.slice_ids == ["case03_s00", "case04_s01"]
     assert chosen.boxes["case03_s00"].tolist() == [[10, 10, 30, 30], [40, 40, 50, 50]]
+
+
+def test_a_run_recorded_before_cpu_precision_resumes_in_fp32(tmp_path):
+    import yaml
+
+    recorded = load_config("train")
+    del recorded["cpu_precision"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": recorded}))
+    assert resumed_train_config(tmp_path)["cpu_precision"] == "fp32"
+    assert load_config("train")["cpu_precision"] == "fp32"
