@@ -25,11 +25,12 @@ def check_output_folder(path: str | os.PathLike, what: str) -> Path:
 
 
 def check_output_file(path: str | os.PathLike, what: str) -> Path:
-    """Refuse a file output that is a folder, lies inside a file, or cannot be created."""
+    """Refuse a file output that is a folder, lies inside a file, or cannot be written (a file already there is
+    replaced once the new one is complete, so its folder must be writable)."""
     path = Path(path)
     if path.is_dir():
         raise MedpromptError(f"{what} {path}: is a folder; a file is written there, choose another path")
-    _check_creatable(path.parent if not path.exists() else path, what)
+    _check_creatable(path.parent, what)
     return path
 
 

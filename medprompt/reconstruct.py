@@ -96,7 +96,7 @@ def reconstruct_dataset(dataset_dir: str | os.PathLike, array_spec: str, out_dir
             "and there is no 'slice_id' array to align them"
         )
     kind = "prob" if np.issubdtype(per_slice.dtype, np.floating) else "label"
-    check_output_names(manifest)
+    check_output_names(manifest)  # before the folder is made
     with prediction_folder(Path(out_dir), "medprompt reconstruct") as written:
         written += reconstruct(manifest, per_slice, out_dir, kind)
     return written

@@ -31,7 +31,8 @@ VERBS = ("preprocess", "train", "predict", "reconstruct", "evaluate", "demo")
 def test_an_output_that_is_a_file_or_lies_inside_one(acdc_run, tiny_checkpoint, tmp_path, capsys, verb):
     a_file = tmp_path / "a_file"
     a_file.write_text("mine")
-    expect_error(capsys, command(verb, acdc_run, tiny_checkpoint, a_file), str(a_file), "choose another path")
+    if verb != "evaluate":  # its --out is a file, replaced by a rerun
+        expect_error(capsys, command(verb, acdc_run, tiny_checkpoint, a_file), str(a_file), "choose another path")
     expect_error(capsys, command(verb, acdc_run, tiny_checkpoint, a_file / "inside"), str(a_file),
                  "choose another path")
     assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
@@ -64,3 +65,12 @@ def test_embed_refuses_an_embeddings_path_that_is_a_file(embedded, tiny_checkpoi
     expect_error(capsys, ["embed", str(embedded), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)],
                  f"embedding cache folder {embedded / 'embeddings'}: is a file")
     assert (embedded / "embeddings").read_text() == "mine"
+
+
+def test_an_existing_output_file_is_replaced_by_a_rerun(acdc_run, tmp_path):
+    from medprompt.cli import main
+
+    metrics = tmp_path / "metrics.csv"
+    for _ in range(2):
+        assert main(command("evaluate", acdc_run, None, metrics)) == 0
+    assert metrics.read_text().startswith("slice_id,") and not list(tmp_path.glob("*.partial"))
