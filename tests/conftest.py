@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset, write_dataset
-from helpers import backbone_args
+from helpers import backbone_args, tiny_backbone_args
 from preprocessing.phantoms import write_acdc
 from tiny_backbone import build_tiny_backbone
 
@@ -86,7 +86,7 @@ def setup(dataset_copy, tiny_checkpoint):
 @pytest.fixture()
 def embedded(dataset_copy, tiny_checkpoint) -> Path:
     """A writable synthetic dataset embedded through the command line with the random tiny backbone."""
-    assert main(["embed", str(dataset_copy), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert main(["embed", str(dataset_copy), *tiny_backbone_args(tiny_checkpoint)]) == 0
     return dataset_copy
 
 
@@ -117,7 +117,7 @@ def acdc_run(tmp_path_factory, tiny_checkpoint) -> AcdcRun:
     raw = write_acdc(root / "raw", n_patients=3, seed=0)
     dataset, run, predictions = root / "dataset", root / "run", root / "predictions"
     assert main(["preprocess", "acdc", str(raw), str(dataset), "--set", "geometry.size=96"]) == 0
-    assert main(["embed", str(dataset), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 0
+    assert main(["embed", str(dataset), *tiny_backbone_args(tiny_checkpoint)]) == 0
     assert main(["train", str(dataset), "--out", str(run), "--shots", "2", "--epochs", "1",
                  *backbone_args(tiny_checkpoint)]) == 0
     assert main(["predict", str(run), str(dataset), "--out", str(predictions)]) == 0

@@ -37,10 +37,14 @@ def interrupt_on_call(monkeypatch, owner: type, name: str, call: int) -> Callabl
     return lambda: monkeypatch.setattr(owner, name, original)
 
 
+def tiny_backbone_args(tiny_checkpoint: Path) -> list[str]:
+    """The options that select the random tiny backbone (embed, train, resume)."""
+    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
+
+
 def backbone_args(tiny_checkpoint: Path) -> list[str]:
-    """Backbone and plumbing options for `train` on the random tiny backbone."""
-    return ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK,
-            "--set", BOX_SUPERVISION]
+    """Backbone and plumbing options for a new `train` on the random tiny backbone."""
+    return [*tiny_backbone_args(tiny_checkpoint), "--set", NO_COLLAPSE_CHECK, "--set", BOX_SUPERVISION]
 
 
 def expect_error(capsys, argv: list[str], *fragments: str) -> str:

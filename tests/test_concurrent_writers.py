@@ -15,7 +15,7 @@ from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset
 from medprompt.embedding_cache import build_cache, cache_path
 from medprompt.locking import exclusive
-from helpers import backbone_args, expect_error
+from helpers import expect_error, tiny_backbone_args
 
 
 def folder_state(folder):
@@ -28,7 +28,7 @@ def test_a_second_writer_into_a_folder_is_refused_naming_the_first(acdc_run, tin
     out = tmp_path / "out"
     shutil.copytree({"preprocess": acdc_run.dataset, "train": acdc_run.run, "predict": acdc_run.predictions}[verb], out)
     argv = {"preprocess": ["preprocess", "acdc", str(acdc_run.raw), str(out), "--overwrite"],
-            "train": ["train", str(acdc_run.dataset), "--out", str(out), "--resume", *backbone_args(tiny_checkpoint)[:4]],
+            "train": ["train", str(acdc_run.dataset), "--out", str(out), "--resume", *tiny_backbone_args(tiny_checkpoint)],
             "predict": ["predict", str(acdc_run.run), str(acdc_run.dataset), "--out", str(out)]}[verb]
     before = folder_state(out)
     with exclusive(out, f"medprompt {verb}"):
@@ -42,7 +42,7 @@ def test_a_second_embed_is_refused_and_an_overwrite_keeps_the_old_cache_until_co
     backbone = load_backbone("tiny_test", tiny_checkpoint)
     dataset = PreprocessedDataset(dataset_copy)
     with exclusive(dataset_copy, "medprompt embed"):
-        assert main(["embed", str(dataset_copy), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]) == 2
+        assert main(["embed", str(dataset_copy), *tiny_backbone_args(tiny_checkpoint)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "medprompt embed (pid" in err and "is writing here" in err
     assert not cache_path(dataset_copy, "tiny_test").exists() and not partial_path(cache_path(dataset_copy, "tiny_test")).exists()

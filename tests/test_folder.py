@@ -11,6 +11,7 @@ from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from medprompt.dataset import PreprocessedDataset
 from preprocessing.phantoms import acdc_volume
+from helpers import tiny_backbone_args
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
@@ -45,7 +46,7 @@ def own_folder(tmp_path_factory):
 
 def test_own_volumes_with_ten_boxes_and_no_mask_come_back_in_their_geometry(own_folder, tiny_checkpoint, tmp_path):
     data, run = tmp_path / "data", tmp_path / "run"
-    backbone = ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
+    backbone = tiny_backbone_args(tiny_checkpoint)
     assert main(["preprocess", "folder", str(own_folder), str(data), "--set", "labels={3: lesion}",
                  "--set", "target=lesion", "--set", "geometry.target_spacing=[1.5, 1.5]"]) == 0
     dataset = PreprocessedDataset(data)

@@ -12,6 +12,7 @@ import pytest
 from medprompt.supervision import boxes_from_mask
 from medprompt.cli import main
 from preprocessing.phantoms import write_acdc
+from helpers import tiny_backbone_args
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
@@ -35,7 +36,7 @@ def source_box_csv(raw, path, label=3, max_boxes=4):
 
 def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path, capsys):
     data, run = tmp_path / "data", tmp_path / "run"
-    backbone = ["--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)]
+    backbone = tiny_backbone_args(tiny_checkpoint)
     assert main(["preprocess", "acdc", str(raw_acdc), str(data)]) == 0
     assert main(["embed", str(data), *backbone]) == 0
     boxes = source_box_csv(raw_acdc, tmp_path / "source_boxes.csv")

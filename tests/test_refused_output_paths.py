@@ -9,7 +9,8 @@ import stat
 
 import pytest
 
-from helpers import backbone_args, expect_error
+from medprompt.cli import main
+from helpers import backbone_args, expect_error, tiny_backbone_args
 
 
 def command(verb, acdc_run, tiny_checkpoint, out):
@@ -62,14 +63,12 @@ def test_evaluate_refuses_a_folder_where_its_csv_belongs(acdc_run, tmp_path, cap
 def test_embed_refuses_an_embeddings_path_that_is_a_file(embedded, tiny_checkpoint, capsys):
     (embedded / "embeddings").rename(embedded / "moved")
     (embedded / "embeddings").write_text("mine")
-    expect_error(capsys, ["embed", str(embedded), "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint)],
+    expect_error(capsys, ["embed", str(embedded), *tiny_backbone_args(tiny_checkpoint)],
                  f"embedding cache folder {embedded / 'embeddings'}: is a file")
     assert (embedded / "embeddings").read_text() == "mine"
 
 
 def test_an_existing_output_file_is_replaced_by_a_rerun(acdc_run, tmp_path):
-    from medprompt.cli import main
-
     metrics = tmp_path / "metrics.csv"
     for _ in range(2):
         assert main(command("evaluate", acdc_run, None, metrics)) == 0
