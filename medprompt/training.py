@@ -3,8 +3,10 @@
 Cached embeddings and/or slices -> method (prompt learner and mask decoder, or a network) -> low-res logits
 -> box-constraint losses, or Dice + cross-entropy against the masks the backbone
 draws in the boxes (`supervision: pseudo_masks`) or the dataset's masks (`masks`).
-Checkpointed every epoch; `resume` continues an interrupted run and, on the
-CPU, ends with the same weights as an uninterrupted one.
+The training slices can also be shown flipped and turned (`orientations`), each
+orientation embedded once when training starts. Checkpointed every epoch; `resume`
+continues an interrupted run and, on the CPU, ends with the same weights as an
+uninterrupted one.
 A run whose predictions on its training slices stay empty (or fill the image)
 starts again from a new initialisation, and fails with a message rather than
 write an empty model. Every few epochs the method is
@@ -45,6 +47,7 @@ from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, Method, available_
 from medprompt.refinement import RefineConfig, second_pass
 from medprompt.slice_inputs import dataset_slices, matching_cache, reads_for
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
+from medprompt.orientations import ORIENTATION_SETS, add_orientations, check_orientations
 from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, read_box_csv, select_training_set,
                                    write_box_csv)
 
@@ -56,6 +59,7 @@ TRAIN_RULES = {
     "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
+    "orientations": Rule("choice", choices=tuple(ORIENTATION_SETS)),
     "min_target_area": Rule("int", 1), "cpu_precision": Rule("choice", choices=PRECISIONS),
     "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
     "refine.second_pass_loss": Rule("number", 0),
@@ -75,32 +79,34 @@ class Trainer:
     """One training run: data in memory, model, optimiser, schedule, resume state, collapse recovery, selection."""
 
     def __init__(self, dataset: PreprocessedDataset, backbone: Backbone, config: dict[str, Any], run_dir: Path,
-                 training_set: TrainingSet):
+                 training_set: TrainingSet, progress: bool = True):
         self.dataset, self.backbone, self.config, self.run_dir = dataset, backbone, config, run_dir
         self.cfg = config["train"]
         self.device = backbone.device
         self.cpu_bf16 = cpu_bf16_for(self.device, self.cfg["cpu_precision"])
-        self.training_set = training_set
         self.image_size = tuple(dataset.shape[1:])
         self.supervision = self.cfg["supervision"]
         self.refine = RefineConfig.from_train_config(self.cfg)
         method = method_class(self.cfg["method"])
         reads = training_reads(method, self.cfg)
         cache = matching_cache(dataset, backbone) if "embeddings" in reads else None
-        if cache is not None and not cache.fits_in_memory(len(training_set.rows)):
-            raise MedpromptError(f"{cache.path}: {len(training_set.rows)} training embeddings do not fit in memory; use --shots")
-        self.inputs = dataset_slices(dataset, backbone, training_set.rows, reads, cache)
-        self.low_res_boxes = [backbone.spec.boxes_to_low_res(training_set.boxes[s], self.image_size)
-                              for s in training_set.slice_ids]
+        count = len(training_set.rows) * (1 + len(ORIENTATION_SETS[self.cfg["orientations"]]))
+        if cache is not None and not cache.fits_in_memory(count):
+            raise MedpromptError(f"{cache.path}: {count} training embeddings do not fit in memory; use --shots")
+        label = int(config["dataset"]["target_label"])
+        masks = dataset.masks(training_set.rows) == label if self.supervision == "masks" else None
+        oriented = add_orientations(dataset_slices(dataset, backbone, training_set.rows, reads, cache), dataset,
+                                    training_set.rows, [training_set.boxes[s] for s in training_set.slice_ids], masks,
+                                    self.cfg["orientations"], backbone, reads, progress)
+        self.inputs, self.shots = oriented.slices, len(training_set.rows)
+        self.orientation_count = len(oriented.boxes) // self.shots  # the slices as they are, then turned
+        self.low_res_boxes = [backbone.spec.boxes_to_low_res(b, self.image_size) for b in oriented.boxes]
         self.targets = None
         if self.supervision == "masks":
-            label = int(config["dataset"]["target_label"])
-            masks = dataset.masks(training_set.rows) == label
-            self.targets = low_res_masks(masks, backbone.spec.low_res_shape(self.image_size))
+            self.targets = low_res_masks(oriented.masks, backbone.spec.low_res_shape(self.image_size))
             self.loss = MaskLoss()
         elif self.supervision == "pseudo_masks":
-            boxes = [training_set.boxes[s] for s in training_set.slice_ids]
-            self.targets = pseudo_masks(backbone, self.inputs.embeddings, boxes, self.image_size)
+            self.targets = pseudo_masks(backbone, self.inputs.embeddings, oriented.boxes, self.image_size)
             self.loss = MaskLoss()
         else:
             loss_cfg = dict(self.cfg["loss"])
@@ -149,8 +155,12 @@ class Trainer:
                            self.refine.min_island if self.refine.enabled else 0.0)
 
     def batches(self, epoch: int) -> list[np.ndarray]:
-        """The epoch's batches of training-set positions; a function of (seed, epoch) alone, so resuming repeats it."""
-        order = np.random.default_rng([self.cfg["seed"], epoch]).permutation(len(self.training_set.rows))
+        """The epoch's batches of training-set positions, each training slice once (in an orientation drawn for it
+        when there are several); a function of (seed, epoch) alone, so resuming repeats it."""
+        rng = np.random.default_rng([self.cfg["seed"], epoch])
+        order = rng.permutation(self.shots)
+        if self.orientation_count > 1:
+            order = order + self.shots * rng.integers(0, self.orientation_count, self.shots)
         size = self.cfg["batch_size"]
         return [order[i : i + size] for i in range(0, len(order), size)]
 
@@ -260,7 +270,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.epoch += 1
-        n = len(self.training_set.rows)
+        n = self.shots
         fill_in, fill_out = float(np.concatenate(fills_in).mean()), float(np.concatenate(fills_out).mean())
         return {"epoch": self.epoch, **{k: v / n for k, v in sums.items()}, "box_fill": fill_in,
                 "outside_fill": fill_out, "state": classify(fill_in, fill_out, self.collapse), "lr": lr,
@@ -372,6 +382,7 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
         if reader is not None:
             raise MedpromptError(f"augment.enabled: {reader} reads cached embeddings, which cannot follow a "
                                  "transformed slice; --set augment.enabled=false")
+    check_orientations(train_cfg["orientations"], tuple(dataset.shape[1:]))
     if train_cfg["supervision"] == "masks" and (boxes_csv is not None or not dataset.has_masks):
         raise MedpromptError(f"--supervision masks: needs the dataset's masks ({dataset.root} has "
                              f"{'masks, but --boxes was given' if dataset.has_masks else 'none'}); use --supervision boxes")
@@ -428,7 +439,7 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
             with atomic_path(run_dir / WEIGHTS) as tmp:
                 tmp.write_bytes(weights_bytes({}, {"method": train_cfg["method"], "medprompt_version": __version__}))
             return run_dir
-        trainer = Trainer(dataset, backbone, config, run_dir, training_set)
+        trainer = Trainer(dataset, backbone, config, run_dir, training_set, progress)
         if not method.trainable:
             trainer.write_weights()
             return run_dir
@@ -462,7 +473,8 @@ def resumed_train_config(run_dir: str | os.PathLike, path: str | os.PathLike | N
     config = read_yaml(recorded).get("train")
     if not isinstance(config, dict):
         raise MedpromptError(f"{recorded}: no `train` section; this run cannot be resumed")
-    config.setdefault("cpu_precision", "fp32")  # runs recorded before the setting trained in fp32 on a CPU
+    config.setdefault("cpu_precision", "fp32")  # runs recorded before these settings trained in fp32 on a CPU,
+    config.setdefault("orientations", "none")   # on their slices as they are
     if path is not None:
         config = merge(config, read_yaml(user_config_path(path)))
     return apply_overrides(config, overrides)
