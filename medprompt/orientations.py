@@ -97,15 +97,19 @@ def add_orientations(slices: Slices, dataset: PreprocessedDataset, rows: np.ndar
     check_orientations(orientations, (height, width))
     turned = np.concatenate([orient_array(images, o) for o in chosen])
     batch = default_batch_size(backbone.device)
-    parts = []
+    embeddings, frames = [], []
     with tqdm(total=len(turned), unit="slice", desc=f"embed {orientations}", disable=not progress) as bar:
         for start in range(0, len(turned), batch):
             part = image_slices(backbone, turned[start : start + batch], reads)
-            parts.append([None if t is None else t.cpu().to(original.dtype)
-                          for t, original in ((part.embeddings, slices.embeddings), (part.images, slices.images))])
-            bar.update(len(turned[start : start + batch]))
-    fields = [None if original is None else torch.cat([original, *(p[i] for p in parts)])
-              for i, original in enumerate((slices.embeddings, slices.images))]
+            embeddings.append(part.embeddings)
+            frames.append(part.images)
+            bar.update(min(batch, len(turned) - start))
+    joined = Slices(_joined(slices.embeddings, embeddings), _joined(slices.images, frames), slices.image_size)
     all_boxes = boxes + [orient_boxes(b, o, (height, width)) for o in chosen for b in boxes]
     all_masks = None if masks is None else np.concatenate([masks, *(orient_array(masks, o) for o in chosen)])
-    return OrientedSet(Slices(*fields, slices.image_size), all_boxes, all_masks)
+    return OrientedSet(joined, all_boxes, all_masks)
+
+
+def _joined(original: torch.Tensor | None, extra: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """`original` followed by `extra`, on the CPU in its dtype; None for a field that is not read."""
+    return None if original is None else torch.cat([original, *(t.cpu().to(original.dtype) for t in extra)])
