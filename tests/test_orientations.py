@@ -54,6 +54,10 @@ def test_orientations_are_encoded_from_the_moved_slices(setup):
     assert torch.equal(oriented.slices.embeddings[4:6], upside_down)  # the second orientation: rows reversed
     assert oriented.boxes[4].tolist() == [[3, 43, 10, 59]] and oriented.boxes[7].tolist() == [[23, 22, 33, 32]]
     assert np.array_equal(oriented.masks[5], masks[1][::-1])
+    frames = Slices(None, backbone.spec.low_res_images(torch.from_numpy(dataset.images(rows))), (64, 64))
+    turned = add_orientations(frames, dataset, rows, boxes, None, "flips", backbone, ("images",), progress=False)
+    assert turned.slices.embeddings is None and turned.slices.images.shape == (8, 1, 256, 256)
+    assert torch.allclose(turned.slices.images[2:4], frames.images.flip(-1), atol=1e-5)  # first: columns reversed
 
 
 def test_none_adds_nothing_and_turns_need_square_slices(tmp_path, tiny_checkpoint):
