@@ -116,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
-                             refine=args.refine, prepare=preprocess_input)
+                             refine=args.refine, prepare=preprocess_input, orientations=args.orientations)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -224,6 +224,10 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="second pass: prompt the backbone with the box of the learned prompt's mask (default: as the "
                         "run was trained, `refine.enabled`; on for the default recipe, off for --config paper)")
+    p.add_argument("--orientations", default="none", choices=["none", "flips", "dihedral"],
+                   help="average the learned prompt's mask over each slice flipped (flips: 4 orientations) or also "
+                        "turned and transposed (dihedral: 8), each encoded again, so 4x or 8x the encoder's time; "
+                        "for a run trained with the same `orientations` (default: none)")
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
     _add_device(p)

@@ -51,6 +51,15 @@ def orient_array(array: np.ndarray, orientation: Orientation) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def unorient_tensor(tensor: torch.Tensor, orientation: Orientation) -> torch.Tensor:
+    """A tensor [..., H', W'] computed in `orientation`, put back in the slice's own orientation."""
+    if orientation.flip_cols:
+        tensor = tensor.flip(-1)
+    if orientation.flip_rows:
+        tensor = tensor.flip(-2)
+    return tensor.transpose(-1, -2) if orientation.transpose else tensor
+
+
 def orient_boxes(boxes: np.ndarray, orientation: Orientation, image_size: tuple[int, int]) -> np.ndarray:
     """Inclusive pixel boxes [n,4] (x_min, y_min, x_max, y_max) of an (H, W) slice, moved as `orient_array` moves it."""
     x0, y0, x1, y1 = np.asarray(boxes, dtype=np.int64).reshape(-1, 4).T

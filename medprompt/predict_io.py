@@ -22,6 +22,7 @@ from medprompt.device import default_batch_size
 from medprompt.errors import MedpromptError
 from medprompt.output_paths import check_output_folder
 from medprompt.methods import method_class
+from medprompt.orientations import check_orientations
 from medprompt.prediction import predict_dataset, segment_images
 from medprompt.prediction_store import prediction_folder
 from medprompt.reconstruct import check_output_names, reconstruct
@@ -74,7 +75,8 @@ def warn_if_unlike(path: Path, manifest: pd.DataFrame, run_config: dict) -> None
 def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.ndarray, out_dir: Path,
                      batch_size: int) -> list[Path]:
     """Segment a prepared file's slices; the output has the file's geometry and format."""
-    probs = segment_images(model.method, images, batch_size, refine_config=model.refine)
+    check_orientations(model.orientations, tuple(images.shape[1:]))
+    probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
     masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
     return reconstruct(manifest, masks, out_dir, kind="label")
 
@@ -103,11 +105,13 @@ def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None
 
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
-                   box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None) -> list[Path]:
+                   box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None,
+                   orientations: str = "none") -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
     `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
-    setting; `prepare` preprocesses image-file inputs (see `prepare_file`).
+    setting; `prepare` preprocesses image-file inputs (see `prepare_file`); `orientations` averages the first pass
+    over the slices in those orientations (each one encoded again).
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
@@ -122,6 +126,7 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     model = load_trained(run_dir, device, checkpoint)
     if refine is not None:
         model.refine = replace(model.refine, enabled=refine)
+    model.orientations = orientations
     batch_size = batch_size or default_batch_size(device)
     written: list[Path] = []
     for path in folders:

@@ -3,8 +3,9 @@
 No box and no label is needed. The box-prompted path (MedSAM given the tight
 ground-truth boxes, the `box_prompted` method) is here too: it is the upper
 bound the paper compares with.
-`predict_dataset` segments a preprocessed dataset into `predictions.h5` and,
-when the manifest records the source geometry, volumes.
+The first pass can be averaged over the slice's flips and turns (`orientations`),
+each encoded again. `predict_dataset` segments a preprocessed dataset into
+`predictions.h5` and, when the manifest records the source geometry, volumes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from medprompt.prediction_store import has_source_geometry, prediction_folder, w
 from medprompt.reconstruct import check_output_names, reconstruct
 from medprompt.methods import Method, Slices
 from medprompt.methods.box_prompted import BoxPrompted
+from medprompt.orientations import ORIENTATION_SETS, check_orientations, orient_array, unorient_tensor
 from medprompt.refinement import RefineConfig, refine
 from medprompt.run_dir import TrainedModel
 from medprompt.slice_inputs import dataset_batches, image_slices, reads_for
@@ -31,33 +33,46 @@ from medprompt.supervision import Boxes, boxes_from_dataset
 
 @torch.no_grad()
 def segment_slices(method: Method, slices: Slices, size: tuple[int, int],
-                   refine_config: RefineConfig = RefineConfig()) -> torch.Tensor:
-    """Foreground probabilities [B,H,W]: the method's first pass, then refined if enabled."""
+                   refine_config: RefineConfig = RefineConfig(), images: np.ndarray | None = None,
+                   orientations: str = "none") -> torch.Tensor:
+    """Foreground probabilities [B,H,W]: the method's first pass (averaged over the slices' `orientations`, which
+    needs their grey `images` [B,H,W]), then refined if enabled."""
     backbone = method.backbone
     with autocast(backbone.device):
-        logits = method(slices)
-        probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0]
-        return refine(method, slices.embeddings, probs, size, refine_config)
+        probs = first_pass(method, slices, size)
+        chosen = ORIENTATION_SETS[orientations]
+        for orientation in chosen:
+            turned = orient_array(images, orientation)
+            turned_slices = image_slices(backbone, turned, method.reads)
+            probs = probs + unorient_tensor(first_pass(method, turned_slices, turned.shape[1:]), orientation)
+        return refine(method, slices.embeddings, probs / (1 + len(chosen)), size, refine_config)
+
+
+def first_pass(method: Method, slices: Slices, size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities [B,H,W] of the method's own prediction."""
+    return torch.sigmoid(method.backbone.logits_to_image(method(slices), size))[:, 0].float()
 
 
 @torch.no_grad()
 def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, progress: bool = True,
-                   refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
+                   refine_config: RefineConfig = RefineConfig(), orientations: str = "none") -> np.ndarray:
     """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
     if method.needs_boxes:
         raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
     reads = reads_for(method, refine_config.enabled)
     out = np.zeros(images.shape, dtype=np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
-        slices = image_slices(method.backbone, images[start : start + batch_size], reads)
-        probs = segment_slices(method, slices, images.shape[1:], refine_config)
+        batch = images[start : start + batch_size]
+        probs = segment_slices(method, image_slices(method.backbone, batch, reads), images.shape[1:], refine_config,
+                               batch, orientations)
         out[start : start + len(probs)] = probs.float().cpu().numpy()
     return out
 
 
 @torch.no_grad()
 def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, batch_size: int = 8,
-                    progress: bool = True, refine_config: RefineConfig = RefineConfig()) -> np.ndarray:
+                    progress: bool = True, refine_config: RefineConfig = RefineConfig(),
+                    orientations: str = "none") -> np.ndarray:
     """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
@@ -65,7 +80,8 @@ def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarr
     bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
     reads = reads_for(method, refine_config.enabled)
     for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
-        probs = segment_slices(method, slices, size, refine_config)
+        images = dataset.images(batch) if ORIENTATION_SETS[orientations] else None
+        probs = segment_slices(method, slices, size, refine_config, images, orientations)
         out[[position[r] for r in batch]] = probs.float().cpu().numpy()
         bar.update(len(batch))
     bar.close()
@@ -122,10 +138,12 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
         bound = model.method if model.method.needs_boxes else BoxPrompted(model.backbone, model.config["train"])
         probs = box_prompted_dataset(bound, dataset, rows, boxes, batch_size, progress)
     else:
-        probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine)
+        check_orientations(model.orientations, tuple(dataset.shape[1:]))
+        probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine, model.orientations)
     masks = ((probs > 0.5) * label).astype(np.uint8)
     attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
-             "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt)}
+             "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt),
+             "orientations": "none" if box_prompt else model.orientations}
     with prediction_folder(out_dir) as written:
         written.append(write_predictions(out_dir, manifest, masks, attrs))
         if geometry:

@@ -47,12 +47,14 @@ def weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) ->
 
 @dataclass
 class TrainedModel:
-    """A frozen backbone, a trained method and the run's second-pass setting, ready to predict."""
+    """A frozen backbone, a trained method and the run's second-pass setting, ready to predict; `orientations`:
+    the first pass is averaged over the slices in these orientations (`predict --orientations`)."""
 
     config: dict[str, Any]
     backbone: Backbone
     method: Method
     refine: RefineConfig
+    orientations: str = "none"
 
 
 def finished_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -1,17 +1,22 @@
-"""Training orientations: flipped and turned training slices, their boxes and masks moved alike, encoded once."""
+"""Orientations: flipped and turned training slices, their boxes and masks moved alike, encoded once; and the
+first pass averaged over a new slice's orientations at prediction."""
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from medprompt.cli import build_parser, main
 from medprompt.config import load_config
 from medprompt.dataset import PreprocessedDataset, write_dataset
 from medprompt.errors import MedpromptError
 from medprompt.methods import Slices
+from medprompt.orientations import ORIENTATION_SETS, add_orientations, orient_array, orient_boxes
+from medprompt.prediction import segment_images
+from medprompt.run_dir import load_trained
 from medprompt.supervision import boxes_from_mask
 from medprompt.training import Trainer, check_run_request, train
-from medprompt.orientations import ORIENTATION_SETS, add_orientations, orient_array, orient_boxes
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
@@ -94,3 +99,26 @@ def test_each_epoch_sees_every_training_slice_once_in_a_drawn_orientation(setup,
     assert len({int(p) // 3 for batch in seen for p in batch}) > 3  # position 3k+i: orientation k of slice i
     assert pd.read_csv(run / "train_log.csv").epoch.tolist() == [1, 2, 3, 4, 5, 6]
     assert pd.read_csv(run / "train_boxes.csv").slice_id.nunique() == 3  # the record keeps the user's slices
+
+
+def test_averaging_the_first_pass_over_orientations_makes_it_follow_the_slice(finished_run, embedded):
+    model = load_trained(finished_run, torch.device("cpu"))
+    images = PreprocessedDataset(embedded).images(np.arange(2))
+    for name, orientation in (("flips", ORIENTATION_SETS["flips"][0]), ("dihedral", ORIENTATION_SETS["dihedral"][3])):
+        probs = segment_images(model.method, images, progress=False, orientations=name)
+        turned = segment_images(model.method, orient_array(images, orientation), progress=False, orientations=name)
+        assert np.allclose(orient_array(probs, orientation), turned, atol=1e-5), name
+    plain = segment_images(model.method, images, progress=False)
+    assert not np.allclose(orient_array(plain, ORIENTATION_SETS["flips"][0]),
+                           segment_images(model.method, orient_array(images, ORIENTATION_SETS["flips"][0]), progress=False),
+                           atol=1e-5)  # a single pass does not: the check above can fail
+
+
+def test_predict_averages_over_the_orientations_it_is_given(finished_run, embedded, tmp_path):
+    out = tmp_path / "predictions"
+    assert main(["predict", str(finished_run), str(embedded), "--out", str(out), "--orientations", "dihedral"]) == 0
+    with h5py.File(out / "predictions.h5") as f:
+        assert f.attrs["orientations"] == "dihedral"
+    choices = next(a.choices for a in build_parser()._subparsers._group_actions[0].choices["predict"]._actions
+                   if a.dest == "orientations")
+    assert choices == list(ORIENTATION_SETS)
