@@ -75,7 +75,6 @@ def warn_if_unlike(path: Path, manifest: pd.DataFrame, run_config: dict) -> None
 def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.ndarray, out_dir: Path,
                      batch_size: int) -> list[Path]:
     """Segment a prepared file's slices; the output has the file's geometry and format."""
-    check_orientations(model.orientations, tuple(images.shape[1:]))
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
     masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
     return reconstruct(manifest, masks, out_dir, kind="label")
@@ -123,6 +122,8 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
         raise MedpromptError(f"{files[0]}: the run's method {run_config['train']['method']} prompts with the true "
                              "boxes; give a preprocessed dataset folder with masks")
     prepared = [prepare_file(path, run_config, prepare) for path in files]
+    for _, images in prepared:
+        check_orientations(orientations, tuple(images.shape[1:]))  # before the model loads
     model = load_trained(run_dir, device, checkpoint)
     if refine is not None:
         model.refine = replace(model.refine, enabled=refine)
