@@ -185,7 +185,8 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="a preprocessed dataset, embedded with `medprompt embed` (its train split is used)")
     p.add_argument("--out", type=Path, required=True, help="run directory to create (or to resume)")
     p.add_argument("--method", default=None, metavar="NAME",
-                   help="conv_fc: the paper's prompt module (default); ptsam: learnable decoder tokens; sam_sp: "
+                   help="conv_fc: the paper's prompt module (default); ptsam: learnable decoder tokens (--set "
+                        "ptsam.encoder_vpt=8 adds prompts inside the image encoder, which then runs in the loop); sam_sp: "
                         "self-prompting with a LoRA-tuned decoder; box_prompted: the backbone given the true boxes "
                         "(the upper bound, nothing trained); the baselines unet, unetr (TransUNet-like), autosam "
                         "(a CNN gives the dense prompt), persam and persam_f (one reference slice). Each adds its "

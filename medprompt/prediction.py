@@ -59,7 +59,7 @@ def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, prog
     """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
     if method.needs_boxes:
         raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
-    reads = reads_for(method, refine_config.enabled)
+    reads = reads_for(method.reads, refine_config.enabled)
     out = np.zeros(images.shape, dtype=np.float32)
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = images[start : start + batch_size]
@@ -78,7 +78,7 @@ def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarr
     out = np.zeros((len(rows), *size), dtype=np.float32)
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
-    reads = reads_for(method, refine_config.enabled)
+    reads = reads_for(method.reads, refine_config.enabled)
     for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
         images = dataset.images(batch) if ORIENTATION_SETS[orientations] else None
         probs = segment_slices(method, slices, size, refine_config, images, orientations)

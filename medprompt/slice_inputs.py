@@ -18,15 +18,15 @@ from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
-from medprompt.methods import Method, Slices
+from medprompt.methods import Slices
 
 CACHED_BATCH = 16  # cached embeddings read and decoded per batch: decoding batches well on any device
 
 
-def reads_for(method: type[Method] | Method, with_embeddings: bool) -> tuple[str, ...]:
-    """The fields to load for `method`: its own, and the embeddings when something else draws on them too
+def reads_for(reads: Iterable[str], with_embeddings: bool) -> tuple[str, ...]:
+    """The fields to load: the method's own `reads`, and the embeddings when something else draws on them too
     (a box-prompted second pass, pseudo-masks)."""
-    return tuple(dict.fromkeys([*method.reads, *(["embeddings"] if with_embeddings else [])]))
+    return tuple(dict.fromkeys([*reads, *(["embeddings"] if with_embeddings else [])]))
 
 
 def matching_cache(dataset: PreprocessedDataset, backbone: Backbone) -> EmbeddingCache | None:

@@ -116,7 +116,7 @@ class Trainer:
         augment = AugmentConfig.from_train_config(self.cfg)
         self.augmentation = SliceAugmentation(augment, backbone.spec.low_res, backbone.spec.low_res_shape(self.image_size)) \
             if augment.enabled else None
-        self.selector = self.build_selector(cache, method.reads)
+        self.selector = self.build_selector(cache, method.reads_from(self.cfg))
         self.recoveries = 0
         self.log: list[dict[str, Any]] = []
         self.start()
@@ -336,7 +336,7 @@ def training_reads(method: type[Method], train_cfg: dict[str, Any]) -> tuple[str
     """What a run reads of its slices: the method's inputs, and the embeddings that pseudo-masks or the
     second-pass terms are drawn from."""
     refine = RefineConfig.from_train_config(train_cfg)
-    return reads_for(method, train_cfg["supervision"] == "pseudo_masks" or refine.distill > 0
+    return reads_for(method.reads_from(train_cfg), train_cfg["supervision"] == "pseudo_masks" or refine.distill > 0
                      or refine.second_pass_loss > 0)
 
 
@@ -377,7 +377,7 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
                              f"{' or '.join(method.supervisions)} only")
     if lookup(train_cfg, "augment.enabled"):
         refine = RefineConfig.from_train_config(train_cfg)
-        reader = f"method {method.name}" if "embeddings" in method.reads else \
+        reader = f"method {method.name}" if "embeddings" in method.reads_from(train_cfg) else \
             "the second pass (refine.distill, refine.second_pass_loss)" if refine.distill or refine.second_pass_loss else None
         if reader is not None:
             raise MedpromptError(f"augment.enabled: {reader} reads cached embeddings, which cannot follow a "

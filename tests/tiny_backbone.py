@@ -15,6 +15,7 @@ from torch import nn
 from medprompt.backbones import Backbone, BackboneEntry, InputSpec, register_backbone
 from medprompt.backbones.sam_modeling import LayerNorm2d
 from medprompt.backbones.sam_parts import EMBED_DIM, sam_mask_decoder, sam_prompt_encoder
+from medprompt.backbones.tiny_vit import TinyViT
 
 NAME = "tiny_test"
 SPEC = InputSpec(size=256, resize="stretch")
@@ -53,5 +54,30 @@ ENTRY = register_backbone(BackboneEntry(
     build=build_tiny_backbone,
     spec=SPEC,
     signature=("image_encoder.stem.0.weight",),
+    weights_hint="a file saved by tests/tiny_backbone.py",
+))
+
+
+VIT_NAME = "tiny_vit_test"
+VIT_SPEC = InputSpec(size=256, resize="longest_side")
+
+
+def build_tiny_vit_backbone(seed: int | None = None) -> Backbone:
+    """LiteMedSAM's encoder architecture (TinyViT) narrow and shallow enough for tests: an encoder that takes deep
+    prompts. Its last stage has three blocks, which LiteMedSAM's has not, so their checkpoints are told apart."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    encoder = TinyViT(embed_dims=(8, 16, 16, 32), depths=(1, 1, 1, 3), num_heads=(1, 2, 2, 4),
+                      window_sizes=(7, 7, 14, 7), merge_strides=(2, 2, 1))
+    decoder = sam_mask_decoder(depth=1, mlp_dim=256, activation=nn.ReLU, attention_downsample=4)
+    return Backbone(encoder, sam_prompt_encoder(VIT_SPEC.size), decoder, backbone_id=VIT_NAME, spec=VIT_SPEC)
+
+
+VIT_ENTRY = register_backbone(BackboneEntry(
+    name=VIT_NAME,
+    summary="test-only tiny TinyViT SAM",
+    build=build_tiny_vit_backbone,
+    spec=VIT_SPEC,
+    signature=("image_encoder.layers.3.blocks.2.attn.qkv.weight",),
     weights_hint="a file saved by tests/tiny_backbone.py",
 ))

@@ -65,6 +65,19 @@ class Backbone(nn.Module):
         return self.image_encoder(self.spec.preprocess(torch.as_tensor(images).to(self.device)))
 
     @property
+    def encoder_prompt_dims(self) -> tuple[int, ...]:
+        """Width of each attention block of an image encoder that takes deep prompts (`encode_frames`); () if none."""
+        return tuple(getattr(self.image_encoder, "prompt_dims", ()))
+
+    def encode_frames(self, frames: torch.Tensor, prompts: list[torch.Tensor]) -> torch.Tensor:
+        """Embeddings [B,256,64,64] of slices already in the input frame ([B,1,S,S] in [0,1], as `Slices.images`
+        holds them when the low-res frame is the input frame), with deep prompts, one [P, width] per attention
+        block. Not under no_grad: gradients reach the prompts."""
+        if frames.shape[-1] != self.spec.size:
+            raise ValueError(f"frames of {frames.shape[-1]} pixels; the encoder's input frame is {self.spec.size}")
+        return self.image_encoder(frames.expand(-1, 3, -1, -1), prompts)
+
+    @property
     def image_pe(self) -> torch.Tensor:
         """Dense positional encoding [1,256,64,64] shared by every image."""
         return self.prompt_encoder.get_dense_pe()

@@ -10,7 +10,9 @@ stride 1. Module names follow the published checkpoints so that their state
 dicts load strictly.
 
 Attention biases are indexed from the learned table on every forward pass, so
-loading new weights can never leave a stale cached copy behind.
+loading new weights can never leave a stale cached copy behind. The encoder
+takes optional deep prompts (visual prompt tuning, Jia et al. 2022): learned
+tokens per attention block that every window attends to (see `WindowAttention`).
 """
 
 from __future__ import annotations
@@ -91,14 +93,28 @@ class WindowAttention(nn.Module):
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window * window))
         self.register_buffer("offset_index", relative_offset_index(window), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B',N,C] tokens of B' windows -> [B',N,C]."""
+    def forward(self, x: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B',N,C] tokens of B' windows -> [B',N,C]; `prompts` [P,C] join every window's tokens.
+
+        A prompt token's own output is discarded (the next block has its own prompts), so the prompts enter only
+        as keys and values, normed and projected like the window's tokens, with no positional bias.
+        """
+        b, n, c = x.shape
+        q, k, v = self._qkv(x)
+        bias = self.attention_biases[:, self.offset_index].to(q.dtype)
+        if prompts is not None:
+            _, pk, pv = self._qkv(prompts.to(x.dtype).unsqueeze(0))
+            k = torch.cat([k, pk.expand(b, -1, -1, -1)], dim=2)
+            v = torch.cat([v, pv.expand(b, -1, -1, -1)], dim=2)
+            bias = F.pad(bias, (0, prompts.shape[0]))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+
+    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """Queries, keys and values [3,B',heads,N,C/heads] of tokens [B',N,C]."""
         b, n, c = x.shape
         # per head, the projection holds q, k and v side by side
-        qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, c // self.num_heads).permute(3, 0, 2, 1, 4)
-        bias = self.attention_biases[:, self.offset_index].to(qkv.dtype)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        return self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, c // self.num_heads).permute(3, 0, 2, 1, 4)
 
 
 class Mlp(nn.Module):
@@ -124,12 +140,12 @@ class TinyViTBlock(nn.Module):
         self.local_conv = ConvBN(dim, dim, 3, groups=dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self._windowed_attention(x)
+    def forward(self, x: torch.Tensor, prompts: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self._windowed_attention(x, prompts)
         x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return x + self.mlp(x)
 
-    def _windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
+    def _windowed_attention(self, x: torch.Tensor, prompts: torch.Tensor | None) -> torch.Tensor:
         """Attention within non-overlapping windows; the grid is zero-padded at the bottom/right to whole windows."""
         b, h, w, c = x.shape
         s = self.window
@@ -138,7 +154,7 @@ class TinyViTBlock(nn.Module):
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         nh, nw = (h + pad_h) // s, (w + pad_w) // s
         windows = x.reshape(b, nh, s, nw, s, c).transpose(2, 3).reshape(b * nh * nw, s * s, c)
-        out = self.attn(windows).view(b, nh, nw, s, s, c).transpose(2, 3).reshape(b, nh * s, nw * s, c)
+        out = self.attn(windows, prompts).view(b, nh, nw, s, s, c).transpose(2, 3).reshape(b, nh * s, nw * s, c)
         return out[:, :h, :w]
 
 
@@ -165,10 +181,11 @@ class AttentionStage(nn.Module):
         self.blocks = nn.ModuleList(TinyViTBlock(dim, num_heads, window, mlp_ratio) for _ in range(depth))
         self.downsample = PatchMerging(dim, out_dim, stride) if out_dim is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """`prompts`: one [P,C] tensor per block, or None."""
         x = x.permute(0, 2, 3, 1)
-        for block in self.blocks:
-            x = block(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if prompts is None else prompts[i])
         x = x.permute(0, 3, 1, 2)
         return self.downsample(x) if self.downsample is not None else x
 
@@ -203,9 +220,21 @@ class TinyViT(nn.Module):
             LayerNorm2d(out_chans),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def prompt_dims(self) -> tuple[int, ...]:
+        """Width of each attention block, in order: the deep prompts `forward` takes are [P, width] per block."""
+        return tuple(stage.blocks[0].attn.qkv.in_features for stage in self.layers[1:] for _ in stage.blocks)
+
+    def forward(self, x: torch.Tensor, prompts: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """`prompts`: deep prompts, one [P, width] tensor per attention block (`prompt_dims`), or None."""
+        if prompts is not None and len(prompts) != len(self.prompt_dims):
+            raise ValueError(f"{len(prompts)} prompt tensors for {len(self.prompt_dims)} attention blocks")
         # channels-last: faster convolutions on CPUs, and the attention stages' token layout for free
         x = self.patch_embed(x.contiguous(memory_format=torch.channels_last))
-        for stage in self.layers:
-            x = stage(x)
+        x = self.layers[0](x)
+        start = 0
+        for stage in self.layers[1:]:
+            depth = len(stage.blocks)
+            x = stage(x, None if prompts is None else prompts[start : start + depth])
+            start += depth
         return self.neck(x)

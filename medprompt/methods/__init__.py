@@ -3,7 +3,8 @@
 Every `Method` subclass with a `name` in a module of this package is registered when the package loads.
 
     conv_fc       the paper's prompt module: image embedding -> prompt embeddings (2,433,984 parameters)
-    ptsam         PTSAM: learnable tokens in the mask decoder's token stream (8 tokens: 2,048 parameters)
+    ptsam         PTSAM: learnable tokens in the mask decoder's token stream (8 tokens: 2,048 parameters), and
+                  optionally in every attention block of the image encoder (encoder_vpt)
     sam_sp        SAM-SP: self-prompting with a LoRA-tuned mask decoder and self-distillation
     box_prompted  the backbone prompted with the ground-truth boxes: the upper bound, nothing learned
     unet          baseline: MONAI's UNet on the slices, no backbone in the loop

@@ -62,6 +62,12 @@ class Method(nn.Module):
     def __init__(self, backbone: Backbone, train_cfg: dict[str, Any]):
         super().__init__()
         self.__dict__["backbone"] = backbone  # not a submodule: its weights are frozen and not the method's state
+        self.reads = self.reads_from(train_cfg)
+
+    @classmethod
+    def reads_from(cls, train_cfg: dict[str, Any]) -> tuple[str, ...]:
+        """The `Slices` fields a run with these settings reads: `reads`, unless one of the method's options changes it."""
+        return cls.reads
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
@@ -133,9 +139,14 @@ class PromptMethod(Method):
     def prompts(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
+    def image_embeddings(self, slices: Slices) -> torch.Tensor:
+        """The embeddings the decoder reads: the cached ones, unless the method runs the encoder itself."""
+        return slices.embeddings
+
     def forward(self, slices: Slices) -> torch.Tensor:
-        sparse, dense = self.prompts(slices.embeddings)
-        return self.decode(slices.embeddings, sparse, dense)
+        embeddings = self.image_embeddings(slices)
+        sparse, dense = self.prompts(embeddings)
+        return self.decode(embeddings, sparse, dense)
 
 
 def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -1,13 +1,20 @@
-"""ptsam: PTSAM's decoder prompt tuning, a few learnable 256-d tokens in the mask decoder's token stream.
+"""ptsam: PTSAM's prompt tuning, a few learnable 256-d tokens in the mask decoder's token stream, and optionally
+deep visual prompts in the image encoder.
 
 The tokens join the decoder's output tokens where a prompt's sparse embeddings
 would (8 tokens = 2,048 parameters); the dense input is the backbone's no-mask
 embedding; the prompt encoder is unused and the decoder frozen. The same tokens
-serve every image. Departure from PTSAM: with `prompt_offset: whole_image_box`
-the first two tokens start as the backbone's whole-image box corners (the rest
-near zero), because LiteMedSAM given tokens near zero reads "no prompt" and
-predicts nothing, from which the box losses cannot move it; PTSAM's deep visual
-prompts in the image encoder (`encoder_vpt`) are not implemented.
+serve every image. With `encoder_vpt: P`, P learned tokens per attention block
+of the image encoder join every window's attention (PTSAM's IE prompts, P = 8
+in the paper): the encoder then runs in the training loop on the slices, no
+cache is read for the first pass, and the frozen cached embeddings serve only
+the box-prompted second pass. Departures from PTSAM: with `prompt_offset:
+whole_image_box` the first two decoder tokens start as the backbone's
+whole-image box corners (the rest near zero), because LiteMedSAM given tokens
+near zero reads "no prompt" and predicts nothing, from which the box losses
+cannot move it; the encoder prompts exist for encoders that take them
+(LiteMedSAM's TinyViT, whose first, convolutional stage has no attention and so
+no prompts), not for SAM's ViT-B.
 """
 
 from __future__ import annotations
@@ -19,14 +26,19 @@ from torch import nn
 
 from medprompt.backbones import Backbone
 from medprompt.config_rules import Rule
-from medprompt.methods.base import PromptMethod, prompt_offset
+from medprompt.errors import MedpromptError
+from medprompt.methods.base import PromptMethod, Slices, prompt_offset
 
 INIT_STD = 0.02
 
 
 class PTSAM(PromptMethod):
     name = "ptsam"
-    rules = {"ptsam.tokens": Rule("int", 1, 64)}
+    rules = {"ptsam.tokens": Rule("int", 1, 64), "ptsam.encoder_vpt": Rule("int", 0, 64)}
+
+    @classmethod
+    def reads_from(cls, train_cfg: dict[str, Any]) -> tuple[str, ...]:
+        return ("images",) if _encoder_prompt_count(train_cfg) else cls.reads
 
     def __init__(self, backbone: Backbone, train_cfg: dict[str, Any]):
         super().__init__(backbone, train_cfg)
@@ -39,8 +51,31 @@ class PTSAM(PromptMethod):
             tokens[: len(corners)] += corners
         self.tokens = nn.Parameter(tokens)
         self.register_buffer("no_mask", backbone.prompt_encoder.no_mask_embed.weight.detach().reshape(1, dim, 1, 1).clone())
+        self.encoder_prompts = _encoder_prompts(backbone, _encoder_prompt_count(train_cfg))
+
+    def image_embeddings(self, slices: Slices) -> torch.Tensor:
+        if not len(self.encoder_prompts):
+            return slices.embeddings
+        return self.backbone.encode_frames(slices.images, list(self.encoder_prompts))
 
     def prompts(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = embeddings.shape[0]
         sparse = self.tokens.unsqueeze(0).expand(b, -1, -1)
         return sparse, self.no_mask.expand(b, -1, *embeddings.shape[-2:])
+
+
+def _encoder_prompt_count(train_cfg: dict[str, Any]) -> int:
+    return int((train_cfg.get(PTSAM.name) or {}).get("encoder_vpt", 0))
+
+
+def _encoder_prompts(backbone: Backbone, count: int) -> nn.ParameterList:
+    """`count` learned tokens per attention block of the backbone's image encoder (none when `count` is 0)."""
+    if not count:
+        return nn.ParameterList()
+    if not backbone.encoder_prompt_dims:
+        raise MedpromptError(f"ptsam.encoder_vpt={count}: the {backbone.backbone_id} image encoder takes no deep "
+                             "prompts here (LiteMedSAM's does); set ptsam.encoder_vpt=0")
+    if backbone.spec.low_res != backbone.spec.size:
+        raise MedpromptError(f"ptsam.encoder_vpt={count}: the slices are kept at {backbone.spec.low_res} pixels, "
+                             f"the {backbone.backbone_id} encoder's input frame is {backbone.spec.size}")
+    return nn.ParameterList(nn.Parameter(torch.randn(count, dim) * INIT_STD) for dim in backbone.encoder_prompt_dims)
