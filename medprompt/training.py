@@ -420,6 +420,7 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
     """
     run_dir = Path(run_dir)
     training_set = check_run_request(dataset, train_cfg, run_dir, boxes_csv, resume)
+    method_class(train_cfg["method"]).check_backbone(backbone, train_cfg)
     config = run_config(dataset, backbone, train_cfg, checkpoint)
     if resume:
         recorded = read_yaml(run_dir / CONFIG)

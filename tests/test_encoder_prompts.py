@@ -77,8 +77,13 @@ def test_the_prompts_change_the_embeddings_and_every_block_gets_a_gradient():
         backbone.encode_frames(frames, list(method.encoder_prompts)[:4])
 
 
-def test_an_encoder_without_deep_prompts_is_refused_by_name():
-    with pytest.raises(MedpromptError, match="ptsam.encoder_vpt=2: the tiny_test image encoder takes no deep prompts"):
+def test_an_encoder_without_deep_prompts_is_refused_by_name_before_the_run_writes(setup, tmp_path):
+    dataset, backbone = setup
+    message = "ptsam.encoder_vpt=2: the tiny_test image encoder takes no deep prompts"
+    with pytest.raises(MedpromptError, match=message):
+        train(dataset, backbone, config(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    with pytest.raises(MedpromptError, match=message):
         build_method(build_tiny_backbone(seed=0).freeze(), config())
 
 

@@ -69,7 +69,7 @@ class Backbone(nn.Module):
         """Width of each attention block of an image encoder that takes deep prompts (`encode_frames`); () if none."""
         return tuple(getattr(self.image_encoder, "prompt_dims", ()))
 
-    def encode_frames(self, frames: torch.Tensor, prompts: list[torch.Tensor]) -> torch.Tensor:
+    def encode_frames(self, frames: torch.Tensor, prompts: list[torch.Tensor] | None) -> torch.Tensor:
         """Embeddings [B,256,64,64] of slices already in the input frame ([B,1,S,S] in [0,1], as `Slices.images`
         holds them when the low-res frame is the input frame), with deep prompts, one [P, width] per attention
         block. Not under no_grad: gradients reach the prompts."""

@@ -70,6 +70,10 @@ class Method(nn.Module):
         return cls.reads
 
     @classmethod
+    def check_backbone(cls, backbone: Backbone, train_cfg: dict[str, Any]) -> None:
+        """Refuse (MedpromptError) settings this backbone cannot serve, before a run writes anything."""
+
+    @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:
         """Refuse (MedpromptError) a combination of this method's options that its `rules`, key by key, cannot."""
 

@@ -40,8 +40,19 @@ class PTSAM(PromptMethod):
     def reads_from(cls, train_cfg: dict[str, Any]) -> tuple[str, ...]:
         return ("images",) if _encoder_prompt_count(train_cfg) else cls.reads
 
+    @classmethod
+    def check_backbone(cls, backbone: Backbone, train_cfg: dict[str, Any]) -> None:
+        count = _encoder_prompt_count(train_cfg)
+        if count and not backbone.encoder_prompt_dims:
+            raise MedpromptError(f"ptsam.encoder_vpt={count}: the {backbone.backbone_id} image encoder takes no deep "
+                                 "prompts here (LiteMedSAM's does); set ptsam.encoder_vpt=0")
+        if count and backbone.spec.low_res != backbone.spec.size:
+            raise MedpromptError(f"ptsam.encoder_vpt={count}: the slices are kept at {backbone.spec.low_res} pixels, "
+                                 f"the {backbone.backbone_id} encoder's input frame is {backbone.spec.size}")
+
     def __init__(self, backbone: Backbone, train_cfg: dict[str, Any]):
         super().__init__(backbone, train_cfg)
+        self.check_backbone(backbone, train_cfg)
         count = int(self.options(train_cfg).get("tokens", 8))
         dim = backbone.prompt_encoder.embed_dim
         tokens = torch.randn(count, dim) * INIT_STD
@@ -69,13 +80,6 @@ def _encoder_prompt_count(train_cfg: dict[str, Any]) -> int:
 
 
 def _encoder_prompts(backbone: Backbone, count: int) -> nn.ParameterList:
-    """`count` learned tokens per attention block of the backbone's image encoder (none when `count` is 0)."""
-    if not count:
-        return nn.ParameterList()
-    if not backbone.encoder_prompt_dims:
-        raise MedpromptError(f"ptsam.encoder_vpt={count}: the {backbone.backbone_id} image encoder takes no deep "
-                             "prompts here (LiteMedSAM's does); set ptsam.encoder_vpt=0")
-    if backbone.spec.low_res != backbone.spec.size:
-        raise MedpromptError(f"ptsam.encoder_vpt={count}: the slices are kept at {backbone.spec.low_res} pixels, "
-                             f"the {backbone.backbone_id} encoder's input frame is {backbone.spec.size}")
+    """`count` learned tokens per attention block of the backbone's image encoder (none when `count` is 0;
+    `check_backbone` has refused an encoder without attention blocks that take them)."""
     return nn.ParameterList(nn.Parameter(torch.randn(count, dim) * INIT_STD) for dim in backbone.encoder_prompt_dims)
