@@ -9,6 +9,9 @@ registered through the public registry, as a user's own backbone would be.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -40,22 +43,26 @@ class TinyImageEncoder(nn.Module):
         return self.norm(self.project(self.stem(x)))
 
 
-def build_tiny_backbone(seed: int | None = None) -> Backbone:
-    """Random weights (seeded when `seed` is given)."""
+def _tiny_sam(make_encoder: Callable[[], nn.Module], name: str, spec: InputSpec, seed: int | None) -> Backbone:
+    """`make_encoder()` with SAM's prompt encoder and a narrow one-block decoder; random weights, seeded when asked."""
     if seed is not None:
         torch.manual_seed(seed)
     decoder = sam_mask_decoder(depth=1, mlp_dim=256, activation=nn.ReLU, attention_downsample=4)
-    return Backbone(TinyImageEncoder(), sam_prompt_encoder(SPEC.size), decoder, backbone_id=NAME, spec=SPEC)
+    return Backbone(make_encoder(), sam_prompt_encoder(spec.size), decoder, backbone_id=name, spec=spec)
 
 
-ENTRY = register_backbone(BackboneEntry(
-    name=NAME,
-    summary="test-only tiny SAM",
-    build=build_tiny_backbone,
-    spec=SPEC,
-    signature=("image_encoder.stem.0.weight",),
-    weights_hint="a file saved by tests/tiny_backbone.py",
-))
+def _register(name: str, summary: str, build: Callable[..., Backbone], spec: InputSpec,
+              signature: tuple[str, ...]) -> BackboneEntry:
+    return register_backbone(BackboneEntry(name=name, summary=summary, build=build, spec=spec, signature=signature,
+                                           weights_hint="a file saved by tests/tiny_backbone.py"))
+
+
+def build_tiny_backbone(seed: int | None = None) -> Backbone:
+    """Random weights (seeded when `seed` is given)."""
+    return _tiny_sam(TinyImageEncoder, NAME, SPEC, seed)
+
+
+ENTRY = _register(NAME, "test-only tiny SAM", build_tiny_backbone, SPEC, ("image_encoder.stem.0.weight",))
 
 
 VIT_NAME = "tiny_vit_test"
@@ -65,19 +72,9 @@ VIT_SPEC = InputSpec(size=256, resize="longest_side")
 def build_tiny_vit_backbone(seed: int | None = None) -> Backbone:
     """LiteMedSAM's encoder architecture (TinyViT) narrow and shallow enough for tests: an encoder that takes deep
     prompts. Its last stage has three blocks, which LiteMedSAM's has not, so their checkpoints are told apart."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    encoder = TinyViT(embed_dims=(8, 16, 16, 32), depths=(1, 1, 1, 3), num_heads=(1, 2, 2, 4),
-                      window_sizes=(7, 7, 14, 7), merge_strides=(2, 2, 1))
-    decoder = sam_mask_decoder(depth=1, mlp_dim=256, activation=nn.ReLU, attention_downsample=4)
-    return Backbone(encoder, sam_prompt_encoder(VIT_SPEC.size), decoder, backbone_id=VIT_NAME, spec=VIT_SPEC)
+    return _tiny_sam(partial(TinyViT, embed_dims=(8, 16, 16, 32), depths=(1, 1, 1, 3), num_heads=(1, 2, 2, 4),
+                             window_sizes=(7, 7, 14, 7), merge_strides=(2, 2, 1)), VIT_NAME, VIT_SPEC, seed)
 
 
-VIT_ENTRY = register_backbone(BackboneEntry(
-    name=VIT_NAME,
-    summary="test-only tiny TinyViT SAM",
-    build=build_tiny_vit_backbone,
-    spec=VIT_SPEC,
-    signature=("image_encoder.layers.3.blocks.2.attn.qkv.weight",),
-    weights_hint="a file saved by tests/tiny_backbone.py",
-))
+VIT_ENTRY = _register(VIT_NAME, "test-only tiny TinyViT SAM", build_tiny_vit_backbone, VIT_SPEC,
+                      ("image_encoder.layers.3.blocks.2.attn.qkv.weight",))
