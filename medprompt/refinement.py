@@ -3,8 +3,10 @@
 SAM-SP's self-prompting. The backbone is at its best with a box (its
 box-prompted Dice is the upper bound), so a rough first mask is turned into
 the box it implies, after dropping islands far smaller than its main
-component, and the decoder redraws the structure inside it. A slice whose
-first mask is empty stays empty. Used at prediction for every method with
+component and widening it a little (MedSAM learnt from boxes up to 20 of 1024
+pixels looser than tight on each side, and a first mask that stops short gives
+a box too small to recover from), and the decoder redraws the structure inside
+it. A slice whose first mask is empty stays empty. Used at prediction for every method with
 `refine.enabled`; in training by `distill` and `second_pass_loss`.
 """
 
@@ -26,6 +28,7 @@ class RefineConfig:
 
     enabled: bool = False
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
+    box_margin: float = 0.0  # the box is widened by this fraction of the slice's longer side on each side
     distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
     second_pass_loss: float = 0.0  # training: weight of the supervision loss on the second pass itself
 
@@ -33,6 +36,16 @@ class RefineConfig:
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
         """The run's setting (checked by the training rules); runs recorded before it existed don't refine."""
         return cls(**(train_cfg.get("refine") or {}))
+
+
+def prompt_box(box: np.ndarray | None, config: RefineConfig, size: tuple[int, int]) -> np.ndarray | None:
+    """The second pass's box on an (H, W) slice from the first mask's main box (inclusive slice pixels): widened by
+    `box_margin` and kept on the slice; None (an empty first mask) stays None."""
+    if box is None:
+        return None
+    pad = int(round(config.box_margin * max(size)))
+    height, width = size
+    return np.clip(np.asarray(box) + np.array([-pad, -pad, pad, pad]), 0, [width - 1, height - 1, width - 1, height - 1])
 
 
 def second_pass(method: Method, embeddings: torch.Tensor, boxes: list[np.ndarray | None],
@@ -51,7 +64,7 @@ def refine(method: Method, embeddings: torch.Tensor, probs: torch.Tensor, size: 
     """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
     if not config.enabled:
         return probs
-    boxes = [main_box(mask, config.min_island) for mask in (probs > 0.5).cpu().numpy()]
+    boxes = [prompt_box(main_box(mask, config.min_island), config, size) for mask in (probs > 0.5).cpu().numpy()]
     keep, logits = second_pass(method, embeddings, boxes, size)
     if not keep:
         return probs

@@ -44,7 +44,7 @@ from medprompt.locking import exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
 from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, Method, available_methods, build_method, method_class
-from medprompt.refinement import RefineConfig, second_pass
+from medprompt.refinement import RefineConfig, prompt_box, second_pass
 from medprompt.slice_inputs import dataset_slices, matching_cache, reads_for
 from medprompt.run_dir import BOXES, RESUME_STATE, CONFIG, LOG, WEIGHTS, weights_bytes
 from medprompt.orientations import ORIENTATION_SETS, add_orientations, check_orientations
@@ -61,7 +61,8 @@ TRAIN_RULES = {
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
     "orientations": Rule("choice", choices=tuple(ORIENTATION_SETS)),
     "min_target_area": Rule("int", 1), "cpu_precision": Rule("choice", choices=PRECISIONS),
-    "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.distill": Rule("number", 0),
+    "refine.enabled": Rule("bool"), "refine.min_island": FRACTION, "refine.box_margin": Rule("number", 0, 0.5),
+    "refine.distill": Rule("number", 0),
     "refine.second_pass_loss": Rule("number", 0),
     "augment.enabled": Rule("bool"), "augment.rotate": Rule("number", 0, 180), "augment.scale": Rule("number", 0, 0.9),
     "augment.translate": Rule("number", 0, 0.5), "augment.contrast": FRACTION,
@@ -193,16 +194,18 @@ class Trainer:
     def second_pass_terms(self, embeddings: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor | None,
                           boxes: list[np.ndarray]) -> dict[str, torch.Tensor]:
         """SAM-SP's terms on the box-prompted second pass that the first pass (cropped low-res `logits`) implies:
-        `distill`, the first pass's cross-entropy against it, and `second_pass_loss`, its own supervised loss.
+        `distill`, the first pass's cross-entropy against it, and `second_pass_loss`, its own supervised loss (against
+        the batch's targets, or its annotated `boxes`).
 
         Only slices where the first pass predicts anything count (0 when none does). The box is taken on the
         low-res mask and mapped to the slice, so no full-size upsampling is done per step.
         """
         spec = self.backbone.spec
-        boxes = [main_box(mask, self.refine.min_island) for mask in (logits.detach()[:, 0] > 0).cpu().numpy()]
-        boxes = [None if box is None else spec.low_res_boxes_to_slice(box, self.image_size)[0] for box in boxes]
+        first = [main_box(mask, self.refine.min_island) for mask in (logits.detach()[:, 0] > 0).cpu().numpy()]
+        prompts = [None if box is None else prompt_box(spec.low_res_boxes_to_slice(box, self.image_size)[0],
+                                                       self.refine, self.image_size) for box in first]
         with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device, self.cpu_bf16):
-            keep, second = second_pass(self.method, embeddings, boxes, self.image_size)
+            keep, second = second_pass(self.method, embeddings, prompts, self.image_size)
         wanted = [key for key in ("distill", "second_pass_loss") if getattr(self.refine, key) > 0]
         if not keep:
             return {key: logits.sum() * 0.0 for key in wanted}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medprompt.methods import build_method
-from medprompt.refinement import RefineConfig, refine
+from medprompt.refinement import RefineConfig, prompt_box, refine
 from tiny_backbone import build_tiny_backbone
 
 SIZE = (64, 80)
@@ -48,6 +48,16 @@ def test_second_pass_prompts_the_box_without_small_islands_and_leaves_empty_slic
     assert torch.all(out[[0, 2]] > 0.99)
 
 
+def test_the_box_is_widened_by_the_margin_and_kept_on_the_slice(backbone_with_recorded_prompts):
+    method, calls = backbone_with_recorded_prompts
+    config = RefineConfig(enabled=True, min_island=0.02, box_margin=0.1)  # 8 pixels of the 80-pixel side
+    refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, config)
+    assert calls == [(2, [[12, 2, 47, 37], [0, 0, 15, 15]], SIZE)]
+    assert prompt_box(np.array([70, 60, 79, 63]), config, SIZE).tolist() == [62, 52, 79, 63]
+    assert prompt_box(None, config, SIZE) is None
+    assert prompt_box(np.array([3, 4, 5, 6]), RefineConfig(box_margin=0.0), SIZE).tolist() == [3, 4, 5, 6]
+
+
 def test_islands_widen_the_box_at_min_island_zero(backbone_with_recorded_prompts):
     method, calls = backbone_with_recorded_prompts
     refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.0))
@@ -66,6 +76,8 @@ def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_pro
 def test_config_from_a_run():
     assert RefineConfig.from_train_config({}) == RefineConfig(enabled=False)
     assert RefineConfig.from_train_config({"refine": {"enabled": True, "min_island": 0.02}}) == RefineConfig(True, 0.02)
+    recorded = {"refine": {"enabled": True, "min_island": 0.3, "box_margin": 0.02}}
+    assert RefineConfig.from_train_config(recorded) == RefineConfig(True, 0.3, 0.02)
 
 
 def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_slices(setup, tmp_path, monkeypatch):
@@ -92,19 +104,24 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
     monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
     got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]
     target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
-    expected_box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
+    expected_box = prompt_box(backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0],
+                              trainer.refine, trainer.image_size)
     assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
     monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
     assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]) == 0.0
 
 
-def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path):
+@pytest.mark.parametrize("supervision", ["pseudo_masks", "boxes"])
+def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path,
+                                                                                                supervision):
+    """Against the batch's targets, or its annotated boxes (not the boxes the first pass gave the second)."""
     from medprompt.training import Trainer, check_run_request, load_train_config
     from tiny_backbone import NO_COLLAPSE_CHECK
 
     dataset, backbone = setup
-    cfg = load_train_config("sam_sp", overrides=["shots=2", "refine.distill=0", NO_COLLAPSE_CHECK])
+    cfg = load_train_config("sam_sp", overrides=["shots=2", "refine.distill=0", NO_COLLAPSE_CHECK,
+                                                 f"supervision={supervision}"])
     training_set = check_run_request(dataset, cfg, tmp_path / "run")
     trainer = Trainer(dataset, backbone, {"dataset": {"target_label": 1}, "train": cfg}, tmp_path / "run", training_set)
     low_res = torch.zeros(2, 1, 256, 256)
@@ -114,6 +131,8 @@ def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_t
     terms = trainer.second_pass_terms(embeddings, cropped, *batch_of(trainer, 2))
     assert set(terms) == {"second_pass_loss"}
     box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
+    box = prompt_box(box, trainer.refine, trainer.image_size)
+    assert trainer.refine.box_margin > 0 and trainer.supervision == supervision
     second = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
     expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), *batch_of(trainer, 2))
     assert float(terms["second_pass_loss"].detach()) == pytest.approx(float(expected["loss"].detach()), rel=1e-5)
