@@ -58,7 +58,8 @@ def _add_backbone(parser: argparse.ArgumentParser) -> None:
 
 def _add_config(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--config", type=Path, default=None,
-                        help="YAML file overriding the bundled defaults, or a bundled config's name (train: paper)")
+                        help="YAML file overriding the bundled defaults, or a bundled config's name (train: paper, "
+                             "encoder_prompts)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help=f"override one config value (repeatable); `medprompt config {name}` lists the keys "
                              "and their defaults")
@@ -263,7 +264,8 @@ def add_demo(p: argparse.ArgumentParser) -> None:
 
 def add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", default=None, metavar="NAME",
-                   help="a bundled config: acdc, camus, hc18, folder (preprocess), train, paper (train --config paper), demo; "
+                   help="a bundled config: acdc, camus, hc18, folder (preprocess), train, paper and encoder_prompts (train "
+                        "--config NAME), demo; "
                         "none lists them")
     p.add_argument("--config", type=Path, default=None, help="a YAML file to apply on top, as the verbs would")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -37,3 +37,12 @@ def test_config_option_takes_a_bundled_name():
     assert paper["lr"] == load_config("train")["lr"]  # only what differs is overridden
     with pytest.raises(MedpromptError, match="nosuch: no such config file, and no bundled config 'nosuch'"):
         load_config("train", "nosuch")
+
+
+def test_encoder_prompts_config_is_ptsam_with_prompts_in_the_encoder_and_the_method_defaults():
+    from medprompt.training import load_train_config
+
+    config = load_train_config(path="encoder_prompts")
+    assert (config["method"], config["supervision"], config["epochs"]) == ("ptsam", "pseudo_masks", 30)
+    assert config["ptsam"] == {"tokens": 8, "encoder_vpt": 8}  # the method's file, then the recipe's
+    assert config["refine"] == load_train_config()["refine"]

@@ -27,8 +27,9 @@ def test_rules_accept_and_refuse_by_hand():
 
 
 def test_bundled_configs_follow_their_rules():
-    for name in ("train", "paper"):
-        check_config(load_config("train", name if name != "train" else None), TRAIN_RULES)
+    for name in ("train", "paper", "encoder_prompts"):
+        config = load_train_config(path=name if name != "train" else None)
+        check_config(config, {**TRAIN_RULES, **method_class(config["method"]).rules})
     for name in available_methods():
         cls = method_class(name)
         config = load_train_config(name)
