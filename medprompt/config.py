@@ -114,7 +114,8 @@ def dump_config(config: dict[str, Any], path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-OVERLAYS = {"paper": "train", "encoder_prompts": "train"}  # bundled configs that only change another one (given with --config NAME)
+# bundled configs that only change another one (given with --config NAME)
+OVERLAYS = {"paper": "train", "encoder_prompts": "train"}
 
 
 def bundled_config_names() -> list[str]:

@@ -6,8 +6,8 @@ the box it implies, after dropping islands far smaller than its main
 component and widening it a little (MedSAM learnt from boxes up to 20 of 1024
 pixels looser than tight on each side, and a first mask that stops short gives
 a box too small to recover from), and the decoder redraws the structure inside
-it. A slice whose first mask is empty stays empty. Used at prediction for every method with
-`refine.enabled`; in training by `distill` and `second_pass_loss`.
+it. A slice whose first mask is empty stays empty. Used at prediction for every
+method with `refine.enabled`; in training by `distill` and `second_pass_loss`.
 """
 
 from __future__ import annotations
