@@ -49,6 +49,10 @@ def evaluate_slices(pred_dir: Path, dataset_dir: Path) -> pd.DataFrame:
     unknown = [s for s in manifest.slice_id if s not in dataset.index_of]
     if unknown:
         raise MedpromptError(f"{pred_dir / MANIFEST}: slice {unknown[0]!r} is not in {dataset.manifest_path}")
+    if pred.shape[1:] != dataset.shape[1:]:
+        raise MedpromptError(f"{pred_dir}: its slices are {pred.shape[1]}x{pred.shape[2]} pixels, those of "
+                             f"{dataset.slices_path} {dataset.shape[1]}x{dataset.shape[2]}; evaluate predictions "
+                             "against the dataset they were made from")
     rows = np.array([dataset.index_of[s] for s in manifest.slice_id])
     gt = dataset.masks(rows) == label
     spacing = None

@@ -24,8 +24,8 @@ from medprompt.output_paths import check_output_folder
 from medprompt.methods import method_class
 from medprompt.orientations import check_orientations
 from medprompt.prediction import predict_dataset, segment_images
-from medprompt.prediction_store import prediction_folder
-from medprompt.reconstruct import check_output_names, reconstruct
+from medprompt.prediction_store import has_source_geometry, prediction_folder
+from medprompt.reconstruct import check_reconstructable, reconstruct
 from medprompt.run_dir import TrainedModel, finished_run_config, load_trained
 
 
@@ -50,7 +50,7 @@ def prepare_file(path: Path, run_config: dict, prepare: Preparer | None) -> tupl
             "cannot be preprocessed the same way; give a preprocessed dataset folder instead"
         )
     manifest, images = prepare(path, config)
-    check_output_names(manifest)
+    check_reconstructable(manifest)
     warn_if_unlike(path, manifest, run_config)
     return manifest, images
 
@@ -91,15 +91,29 @@ def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None
         if out.resolve() == folder.resolve() or (path.is_dir() and path.resolve() in out.resolve().parents):
             raise MedpromptError(f"--out {out}: is the folder of the input {path} (or inside it), whose files the outputs "
                                  "would replace; choose another folder")
-        if path.is_dir() and splits is not None:
-            if not (path / MANIFEST).is_file():
-                raise MedpromptError(f"{path}: no {MANIFEST}; is this a preprocessed dataset (run `medprompt "
-                                     "preprocess` first)?")
-            present = set(read_manifest(path / MANIFEST).split)  # the manifest alone: no slice is read
-            if not present & set(splits):
-                raise MedpromptError(f"{path}: no slice in split {list(splits)} (its splits: {sorted(present)}); "
-                                     "use --split all, or preprocess with a share for it, e.g. "
-                                     "--set \"splits.sizes={train: 6, val: 2, test: 4}\"")
+        if path.is_dir():
+            check_dataset_input(path, splits)
+
+
+def check_dataset_input(path: Path, splits: Sequence[str] | None) -> None:
+    """A dataset folder's manifest alone (no slice is read): it has slices in `splits`, and where it names source
+    files, the columns that map predictions back to them."""
+    if not (path / MANIFEST).is_file():
+        raise MedpromptError(f"{path}: no {MANIFEST}; is this a preprocessed dataset (run `medprompt preprocess` "
+                             "first)?")
+    manifest = read_manifest(path / MANIFEST)
+    if splits is not None:
+        present = set(manifest.split)
+        if not present & set(splits):
+            raise MedpromptError(f"{path}: no slice in split {list(splits)} (its splits: {sorted(present)}); "
+                                 "use --split all, or preprocess with a share for it, e.g. "
+                                 "--set \"splits.sizes={train: 6, val: 2, test: 4}\"")
+        manifest = manifest[manifest.split.isin(splits)]
+    if has_source_geometry(manifest):
+        try:
+            check_reconstructable(manifest)
+        except MedpromptError as exc:
+            raise MedpromptError(f"{path / MANIFEST}: {exc}") from None
 
 
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,

@@ -21,7 +21,7 @@ from medprompt.dataset import PreprocessedDataset
 from medprompt.device import autocast
 from medprompt.errors import MedpromptError
 from medprompt.prediction_store import has_source_geometry, prediction_folder, write_predictions
-from medprompt.reconstruct import check_output_names, reconstruct
+from medprompt.reconstruct import check_reconstructable, reconstruct
 from medprompt.methods import Method, Slices
 from medprompt.methods.box_prompted import BoxPrompted
 from medprompt.orientations import ORIENTATION_SETS, check_orientations, orient_array, unorient_tensor
@@ -129,7 +129,7 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
     manifest = dataset.manifest.iloc[rows].reset_index(drop=True)
     geometry = has_source_geometry(manifest)
     if geometry:
-        check_output_names(manifest)
+        check_reconstructable(manifest)
     box_prompt = box_prompt or model.method.needs_boxes
     if box_prompt:
         if not dataset.has_masks:

@@ -5,8 +5,9 @@ embedding; a 1x1 convolution, an 8x max-pool and a fully connected layer give th
 two sparse tokens (where a box prompt would put its two corner embeddings).
 
 Its outputs are added to fixed offset prompts (buffers, not parameters). With the
-backbone's whole-image box prompt as the offset, the first prediction is the
-backbone's answer to "the whole image", not the empty mask: with the paper's
+backbone's prompt for a box as the offset (the training boxes' median, or the
+whole image), the first prediction is the backbone's answer to that box, not
+the empty mask: with the paper's
 zero offset, a backbone whose embeddings are small (LiteMedSAM: std ~0.1) reads
 the module's first prompts as "no prompt", predicts ~-25 logits everywhere, and
 the box losses' gradients vanish.

@@ -43,7 +43,7 @@ def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os
     if len(per_slice) != len(manifest):
         raise MedpromptError(f"per-slice array has {len(per_slice)} slices but the manifest has {len(manifest)} rows")
     out_dir = Path(out_dir)
-    check_output_names(manifest)
+    check_reconstructable(manifest)
     positions = manifest.reset_index(drop=True).groupby("case", sort=False).indices
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -55,10 +55,14 @@ def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os
     return written
 
 
-def check_output_names(manifest: pd.DataFrame) -> None:
-    """Refuse, before anything is written, a manifest whose case names would not be plain file names."""
+def check_reconstructable(manifest: pd.DataFrame) -> None:
+    """Refuse, before anything is written, a manifest whose slices cannot go back to their source files: case
+    names that would not be plain file names, or the geometry columns missing."""
     for case in manifest.case.unique():
         output_name(case)
+    if len(manifest):
+        VolumeMeta.from_row(manifest.iloc[0])
+        SliceGeometry.from_row(manifest.iloc[0])
 
 
 def output_name(name: str) -> str:
@@ -96,7 +100,7 @@ def reconstruct_dataset(dataset_dir: str | os.PathLike, array_spec: str, out_dir
             "and there is no 'slice_id' array to align them"
         )
     kind = "prob" if np.issubdtype(per_slice.dtype, np.floating) else "label"
-    check_output_names(manifest)  # before the folder is made
+    check_reconstructable(manifest)  # before the folder is made
     with prediction_folder(Path(out_dir), "medprompt reconstruct") as written:
         written += reconstruct(manifest, per_slice, out_dir, kind)
     return written

@@ -15,6 +15,7 @@ scored on held-out slices from their boxes alone; the best epoch is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from medprompt.device import PRECISIONS, autocast, cpu_bf16_for
 from medprompt.embedding_cache import EmbeddingCache
 from medprompt.errors import MedpromptError
 from medprompt.output_paths import check_output_folder
-from medprompt.locking import exclusive
+from medprompt.locking import LOCK, exclusive
 from medprompt.model_selection import BoxSelector
 from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
 from medprompt.methods import DEFAULT_METHOD, PROMPT_OFFSETS, Method, available_methods, build_method, method_class
@@ -55,7 +56,8 @@ from medprompt.supervision import (TrainingSet, boxes_from_dataset, main_box, re
 FRACTION = Rule("number", 0, 1)
 SUPERVISIONS = ("boxes", "pseudo_masks", "masks")
 TRAIN_RULES = {
-    "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS), "supervision": Rule("choice", choices=SUPERVISIONS),
+    "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS), "start_box": Rule("numbers", 0, length=4, nullable=True),
+    "supervision": Rule("choice", choices=SUPERVISIONS),
     "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
@@ -283,6 +285,8 @@ class Trainer:
         """Start again from a new initialisation after a collapse; an error after `max_recoveries` restarts."""
         self.recoveries += 1
         if self.recoveries > self.collapse.max_recoveries:
+            self.log.append({**row, "state": f"{row['state']}: collapsed, no model written"})
+            self.write_log()
             raise MedpromptError(
                 f"{self.run_dir}: training collapsed ({row['state']}: box fill {row['box_fill']:.3f}, outside fill "
                 f"{row['outside_fill']:.3f}) {self.recoveries} times; no model written. Try another --seed, more "
@@ -313,6 +317,10 @@ class Trainer:
                  "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
         with atomic_path(self.run_dir / RESUME_STATE) as tmp:
             torch.save(state, tmp)
+        self.write_log()
+
+    def write_log(self) -> None:
+        """The epoch log, replaced atomically."""
         with atomic_path(self.run_dir / LOG) as tmp:
             pd.DataFrame(self.log).to_csv(tmp, index=False)
 
@@ -424,6 +432,7 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
     run_dir = Path(run_dir)
     training_set = check_run_request(dataset, train_cfg, run_dir, boxes_csv, resume)
     method_class(train_cfg["method"]).check_backbone(backbone, train_cfg)
+    train_cfg = with_start_box(train_cfg, training_set, backbone, tuple(dataset.shape[1:]))
     config = run_config(dataset, backbone, train_cfg, checkpoint)
     if resume:
         recorded = read_yaml(run_dir / CONFIG)
@@ -435,22 +444,52 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
     method = method_class(train_cfg["method"])
     if (method.trainable or method.references) and "embeddings" in training_reads(method, train_cfg):
         EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)  # says what to run when missing
-    with exclusive(run_dir, "medprompt train"):
+    made_folder = not run_dir.exists()
+    try:
+        with exclusive(run_dir, "medprompt train"):
+            if not resume:
+                write_box_csv(training_set.boxes, run_dir / BOXES)
+                dump_config(config, run_dir / CONFIG)
+            if not method.trainable and not method.references:
+                with atomic_path(run_dir / WEIGHTS) as tmp:
+                    tmp.write_bytes(weights_bytes({}, {"method": train_cfg["method"], "medprompt_version": __version__}))
+                return run_dir
+            trainer = Trainer(dataset, backbone, config, run_dir, training_set, progress)
+            if not method.trainable:
+                trainer.write_weights()
+                return run_dir
+            if resume and (run_dir / RESUME_STATE).exists():
+                trainer.load_resume_state()
+            trainer.fit(progress=progress)
+    except MedpromptError:
         if not resume:
-            write_box_csv(training_set.boxes, run_dir / BOXES)
-            dump_config(config, run_dir / CONFIG)
-        if not method.trainable and not method.references:
-            with atomic_path(run_dir / WEIGHTS) as tmp:
-                tmp.write_bytes(weights_bytes({}, {"method": train_cfg["method"], "medprompt_version": __version__}))
-            return run_dir
-        trainer = Trainer(dataset, backbone, config, run_dir, training_set, progress)
-        if not method.trainable:
-            trainer.write_weights()
-            return run_dir
-        if resume and (run_dir / RESUME_STATE).exists():
-            trainer.load_resume_state()
-        trainer.fit(progress=progress)
+            discard_run(run_dir, made_folder)
+        raise
     return run_dir
+
+
+def discard_run(run_dir: Path, made_folder: bool) -> None:
+    """Remove what a new run wrote before it failed (a collapse, a refused input), but its epoch log, which says
+    what happened: nothing is left to resume, and the corrected command must not be refused as "already holds a
+    run". A folder the run made, left empty, goes too."""
+    for name in (CONFIG, BOXES, RESUME_STATE, WEIGHTS):
+        (run_dir / name).unlink(missing_ok=True)
+    if made_folder and not (run_dir / LOG).exists():
+        (run_dir / LOCK).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()
+
+
+def with_start_box(train_cfg: dict[str, Any], training_set: TrainingSet, backbone: Backbone,
+                   image_size: tuple[int, int]) -> dict[str, Any]:
+    """`train_cfg` with its `start_box` for `prompt_offset: training_box`: the training boxes' median, coordinate
+    by coordinate, in the backbone's input frame, where the structure typically lies (one given, or recorded by a
+    run being resumed, is kept)."""
+    if train_cfg["prompt_offset"] != "training_box" or train_cfg.get("start_box") is not None:
+        return train_cfg
+    boxes = np.concatenate([training_set.boxes[s] for s in training_set.slice_ids]).astype(np.float32)
+    median = backbone.spec.boxes_to_input(torch.from_numpy(np.median(boxes, axis=0, keepdims=True)), image_size)
+    return {**train_cfg, "start_box": [round(float(v), 1) for v in median[0]]}
 
 
 def load_train_config(method: str | None = None, path: str | os.PathLike | None = None,

@@ -178,7 +178,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, VolumeMeta]:
     except MedpromptError:
         raise
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError,
-            nib.wrapstruct.WrapStructError) as exc:
+            nib.spatialimages.HeaderDataError, nib.wrapstruct.WrapStructError) as exc:
         reason = " ".join(str(exc).split())
         raise MedpromptError(f"{path}: unreadable or truncated NIfTI ({reason})") from None
     if isinstance(image, nib.Nifti2Image):

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from medprompt.config_rules import Rule
 from medprompt.errors import MedpromptError
 from medprompt.ground_truth import GroundTruthLayout
 from medprompt.volume_io import strip_suffix
@@ -20,6 +21,7 @@ from preprocessing.cases import LoadedCase, RawCase, default_load
 
 PATIENT_DIR = re.compile(r"^patient\d+$")
 FRAMES = ("ED", "ES")
+RULES = {"frames": Rule("words", choices=FRAMES)}  # checked by the pipeline before any work
 
 
 def read_info(path: Path) -> dict[str, str]:
@@ -66,9 +68,6 @@ def patient_cases(folder: Path, frames: list[str], split: str | None) -> list[Ra
 def find_cases(raw_dir: Path, config: Mapping[str, Any]) -> tuple[list[RawCase], list[str]]:
     """All patient folders under `raw_dir`; a patient that cannot be read is skipped with its reason."""
     frames = [str(f).upper() for f in config["frames"]]
-    bad = sorted(set(frames) - set(FRAMES))
-    if bad:
-        raise MedpromptError(f"config frames {bad} unknown; choose from {list(FRAMES)}")
     cases, skipped = [], []
     folders = sorted((p for p in raw_dir.rglob("patient*") if p.is_dir() and PATIENT_DIR.match(p.name)), key=lambda p: p.name)
     for folder in folders:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from medprompt.config_rules import Rule
 from medprompt.errors import MedpromptError
 from medprompt.ground_truth import GroundTruthLayout
 from medprompt.volume_io import strip_suffix
@@ -24,6 +25,7 @@ PATIENT_DIR = re.compile(r"^patient\d+$")
 SUFFIXES = (".mhd", ".nii.gz", ".nii", ".mha")
 VIEWS = ("2CH", "4CH")
 FRAMES = ("ED", "ES")
+RULES = {"views": Rule("words", choices=VIEWS), "frames": Rule("words", choices=FRAMES)}  # checked before any work
 
 
 def find_view_file(folder: Path, stem: str) -> Path | None:
@@ -38,9 +40,6 @@ def find_cases(raw_dir: Path, config: Mapping[str, Any]) -> tuple[list[RawCase],
     """Every patient folder's requested views and frames; a missing file is skipped with its reason."""
     views = [str(v).upper() for v in config["views"]]
     frames = [str(f).upper() for f in config["frames"]]
-    bad = sorted(set(views) - set(VIEWS)) + sorted(set(frames) - set(FRAMES))
-    if bad:
-        raise MedpromptError(f"config views/frames {bad} unknown; choose views from {list(VIEWS)}, frames from {list(FRAMES)}")
     cases, skipped = [], []
     folders = sorted((p for p in raw_dir.rglob("patient*") if p.is_dir() and PATIENT_DIR.match(p.name)), key=lambda p: p.name)
     for folder in folders:

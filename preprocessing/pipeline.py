@@ -61,6 +61,7 @@ PREPROCESS_RULES = {
     "geometry.image_interpolation": Rule("choice", choices=INTERPOLATIONS),
     "geometry.label_interpolation": Rule("choice", choices=("nearest", "linear")),
     "splits.seed": Rule("int", 0),
+    "splits.sizes": Rule("counts", 0, choices=SPLITS),
 }
 
 
@@ -82,7 +83,7 @@ def preprocess(dataset: str, raw_dir: str | os.PathLike, out_dir: str | os.PathL
     module = pipeline_for(dataset)
     if config.get("dataset") != dataset:
         raise MedpromptError(f"config is for dataset {config.get('dataset')!r}, not {dataset!r}")
-    check_config(config, PREPROCESS_RULES)
+    check_config(config, {**PREPROCESS_RULES, **getattr(module, "RULES", {})})
     target_label(config)
     check_output_folder(out_dir, "OUT_DIR")
     raw_dir = Path(raw_dir)

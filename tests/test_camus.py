@@ -94,9 +94,10 @@ def test_truncated_raw_and_missing_view_are_reported(phantom_raw, tmp_path):
         camus.load_case(case, load_config("camus"))
 
 
-def test_unknown_view_is_refused(phantom_raw):
-    with pytest.raises(MedpromptError, match="3CH"):
-        camus.find_cases(phantom_raw, load_config("camus", overrides=["views=[3CH]"]))
+def test_unknown_view_is_refused(phantom_raw, tmp_path):
+    with pytest.raises(MedpromptError, match=r"config key views: \['3CH'\] is not allowed; it takes a list of words"):
+        preprocess("camus", phantom_raw, tmp_path / "out", load_config("camus", overrides=["views=[3CH]"]))
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "CAMUS").is_dir(), reason="real CAMUS samples not available")

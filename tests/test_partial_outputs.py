@@ -57,3 +57,33 @@ def test_predict_never_writes_over_its_inputs(embedded, tmp_path, capsys):
     expect_error(capsys, ["predict", str(tmp_path / "run"), str(embedded), "--out", str(embedded / "pred")],
                  "is the folder of the input")
     assert image.read_bytes() == b"not overwritten" and not (embedded / "pred").exists()
+
+
+def test_a_manifest_without_its_geometry_columns_is_refused_before_predict_writes(acdc_run, tmp_path, capsys):
+    import pandas as pd
+
+    copy = tmp_path / "dataset"
+    shutil.copytree(acdc_run.dataset, copy)
+    manifest = pd.read_csv(copy / "manifest.csv")
+    manifest.drop(columns=["src_height", "offset_y"]).to_csv(copy / "manifest.csv", index=False)
+    expect_error(capsys, ["predict", str(acdc_run.run), str(copy), "--out", str(tmp_path / "out")],
+                 f"{copy / 'manifest.csv'}: manifest lacks the geometry columns ['src_height', 'offset_y']")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_collapsed_new_run_leaves_no_run_behind_and_the_same_command_runs_again(embedded, tiny_checkpoint,
+                                                                                  tmp_path, capsys):
+    import pandas as pd
+
+    run = tmp_path / "run"
+    train = ["train", str(embedded), "--out", str(run), "--shots", "2", "--epochs", "1",
+             "--backbone", "tiny_test", "--checkpoint", str(tiny_checkpoint), "--set", "collapse.max_recoveries=0"]
+    collapsing = [*train, "--set", "collapse.empty_below=1.0"]  # every epoch counts as empty
+    assert main(collapsing) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "medprompt train: error:" in line]
+    assert len(errors) == 1 and "training collapsed" in errors[0] and "no model written" in errors[0]
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["train_log.csv"]  # what happened
+    assert pd.read_csv(run / "train_log.csv").state.tolist() == ["empty: collapsed, no model written"]
+    assert main(collapsing) == 2  # the same command is not refused as "already holds a run"
+    assert main([*train, "--set", "collapse.empty_below=0.0", "--set", "collapse.full_above=1.0"]) == 0
+    assert (run / "method.safetensors").is_file()

@@ -1,44 +1,163 @@
-"""The README's step-by-step pipeline, run line by line as written, on the project's real samples."""
+"""Every documented command runs: each `medprompt ...` line of every fenced bash block of the README and docs/,
+in document order, in one working folder, through the installed console script, as a user would type it.
+
+The pipeline block runs as written on the project's real samples (its learned segmenters are scored); every
+other `train` and `demo` line runs one epoch (`--epochs 1` appended), since what is checked there is that the
+command works on the real backbone, not what it reaches. The "Your own images" block runs on generated volumes
+named as the README names them. A line whose comment says `exit 2` must end in one line of refusal; every other
+must exit 0; none may print a traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.cli import main
+from medprompt.supervision import boxes_from_mask
+from preprocessing.phantoms import acdc_volume
 from helpers import SHARED_DATA
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PIPELINE = re.compile(r"<!-- readme-pipeline -->\n```bash\n(.*?)```", re.S)
+SHRUNK = ("train", "demo")  # verbs that run one epoch outside the pipeline block
+OWN_SCANS = ("scan_038", "scan_039", "scan_040", "scan_041", "scan_042", "scan_043")
 
 
-def readme_commands() -> dict[str, list[list[str]]]:
-    """Commands per dataset: each block of lines starting at its `preprocess`."""
-    block = re.search(r"<!-- readme-pipeline -->\n```bash\n(.*?)```", README.read_text(), re.S).group(1)
-    groups: dict[str, list[list[str]]] = {}
-    current = None
-    for line in block.splitlines():
-        if not line.startswith("medprompt "):
+@dataclass(frozen=True)
+class Command:
+    where: str            # file:line
+    argv: tuple[str, ...]  # after `medprompt`
+    pipeline: bool        # in the README's pipeline block: run as written
+    refused: bool         # documented to exit 2
+
+    def command_line(self) -> list[str]:
+        argv = list(self.argv)
+        if not self.pipeline and argv[0] in SHRUNK:
+            argv += ["--epochs", "1"]
+        return argv
+
+
+def bash_blocks(text: str) -> list[tuple[int, str]]:
+    """(line number of the first line, body) of each fenced bash block."""
+    return [(text[: m.start(1)].count("\n") + 1, m.group(1)) for m in re.finditer(r"```bash\n(.*?)```", text, re.S)]
+
+
+def logical_lines(body: str, first: int) -> list[tuple[int, str]]:
+    """Lines with their backslash continuations joined, numbered by where they start."""
+    lines, pending, start = [], "", first
+    for number, line in enumerate(body.splitlines(), first):
+        if not pending:
+            start = number
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
             continue
-        argv = shlex.split(line.replace("$DATA", str(SHARED_DATA)), comments=True)[1:]
-        if argv[0] == "preprocess":
-            current = argv[1]
-        groups.setdefault(current, []).append(argv)
-    return groups
+        lines.append((start, pending + line))
+        pending = ""
+    return lines
+
+
+def documented_commands() -> list[Command]:
+    """Every `medprompt` line of every bash block, in document order, `$NAME` set by the block's assignments."""
+    commands = []
+    for document in DOCUMENTS:
+        text = document.read_text()
+        pipeline = PIPELINE.search(text)
+        for first, body in bash_blocks(text):
+            variables = {}
+            for number, line in logical_lines(body, first):
+                assignment = re.fullmatch(r"([A-Z_]+)=(\S+)", line.strip())
+                if assignment:
+                    variables[assignment.group(1)] = assignment.group(2)
+                if not line.startswith("medprompt "):
+                    continue
+                expanded = re.sub(r"\$([A-Z_]+)", lambda m: variables[m.group(1)], line)
+                comment = line.partition("#")[2]
+                commands.append(Command(f"{document.name}:{number}", tuple(shlex.split(expanded, comments=True)[1:]),
+                                        pipeline is not None and pipeline.start(1) <= text.index(body) < pipeline.end(1),
+                                        "exit 2" in comment))
+    return commands
+
+
+COMMANDS = documented_commands()
+
+
+def write_own_scans(folder: Path, boxes_csv: Path) -> None:
+    """Volumes named as the README's own-images block names them (oblique affines, label maps beside them: label
+    1, the block's `liver`), and a CSV of tight boxes on ten of their slices, in source pixels."""
+    folder.mkdir()
+    rows = []
+    for k, name in enumerate(OWN_SCANS):
+        phantom = acdc_volume(np.random.default_rng([11, k]), "ED")
+        c, s = np.cos(0.2 + 0.1 * k), np.sin(0.2 + 0.1 * k)
+        affine = np.eye(4)
+        affine[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag(phantom.spacing)
+        affine[:3, 3] = [-90.0, 40.0, 12.5]
+        structure = (phantom.label == 3).astype(np.uint8)
+        nib.save(nib.Nifti1Image(phantom.image.astype(np.float32), affine), folder / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(structure, affine), folder / f"{name}_gt.nii.gz")
+        for z in range(structure.shape[2]):
+            rows += [(name, z, *box) for box in boxes_from_mask(structure[:, :, z].T)]
+    table = pd.DataFrame(rows, columns=["case", "slice_index", "x_min", "y_min", "x_max", "y_max"])
+    table.sample(10, random_state=0).to_csv(boxes_csv, index=False)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """The folder the commands run in, with the README's `my_scans/` and `my_boxes.csv`, and `../shared/data`
+    where the README's relative paths expect it."""
+    folder = tmp_path_factory.mktemp("readme") / "work"
+    folder.mkdir()
+    write_own_scans(folder / "my_scans", folder / "my_boxes.csv")
+    (folder.parent / "shared").mkdir()
+    (folder.parent / "shared" / "data").symlink_to(SHARED_DATA.resolve())
+    return folder
+
+
+def run_documented(command: Command, workdir: Path) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("medprompt")
+    return subprocess.run([str(script), *command.command_line()], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
+
+
+def test_the_documents_hold_the_pipeline_and_every_verb():
+    assert re.search(r"^DATA=\.\./shared/data$", (ROOT / "README.md").read_text(), re.M), "the block names the samples"
+    verbs = {c.argv[0] for c in COMMANDS}
+    assert verbs >= {"preprocess", "embed", "train", "predict", "evaluate", "reconstruct", "demo", "config",
+                     "backbones"}
+    assert [c.argv[0] for c in COMMANDS if c.pipeline][:5] == ["preprocess", "embed", "train", "predict", "evaluate"]
+    continued = next(c for c in COMMANDS if c.argv[:2] == ("preprocess", "folder"))
+    assert "geometry.target_spacing=[1.0, 1.0]" in continued.argv  # a backslash continuation is one command
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real samples (../shared/data) are absent")
+@pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.where} {' '.join(c.argv[:2])}" for c in COMMANDS])
+def test_documented_command_runs(command, workdir):
+    result = run_documented(command, workdir)
+    assert "Traceback" not in result.stderr, result.stderr
+    if command.refused:
+        errors = [line for line in result.stderr.splitlines() if line.startswith(f"medprompt {command.argv[0]}: error")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr
+    else:
+        assert result.returncode == 0, f"{command.where}: medprompt {' '.join(command.argv)}\n{result.stderr[-3000:]}"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real samples (../shared/data) are absent")
 @pytest.mark.parametrize("dataset", ["acdc", "camus", "hc18"])
-def test_readme_pipeline_runs_as_written(dataset, tmp_path, monkeypatch):
-    assert re.search(r"^DATA=\.\./shared/data$", README.read_text(), re.M), "the block names the samples' folder"
-    monkeypatch.chdir(tmp_path)
-    commands = readme_commands()[dataset]
-    assert [argv[0] for argv in commands][:5] == ["preprocess", "embed", "train", "predict", "evaluate"]
-    for argv in commands:
-        assert main(argv) == 0, argv
-    scores = pd.read_csv(tmp_path / "metrics" / f"{dataset}_2d.csv")
-    assert scores.dice[scores.has_target].mean() > 0.5  # a learned segmenter, not an empty one
+def test_the_pipeline_block_learns_a_segmenter(dataset, workdir):
+    """After the commands above: each dataset's 2D metrics, written by the block's `evaluate`, show a learned
+    segmenter, not an empty one."""
+    scores = pd.read_csv(workdir / "metrics" / f"{dataset}_2d.csv")
+    assert scores.dice[scores.has_target].mean() > 0.5

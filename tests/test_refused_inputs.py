@@ -111,7 +111,37 @@ def test_evaluate_refuses_a_predictions_file_without_its_manifest_or_of_another_
     write_predictions(tmp_path / "p", dataset_rows, np.zeros((3, 64, 64), np.uint8), {"target_label": 1})
     expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "m.csv")],
                  "mask shape (3, 64, 64) does not match the 4 rows of manifest.csv")
+    write_predictions(tmp_path / "q", dataset_rows, np.zeros((4, 32, 32), np.uint8), {"target_label": 1})
+    expect_error(capsys, ["evaluate", str(tmp_path / "q"), str(embedded), "--out", str(tmp_path / "m.csv")],
+                 "its slices are 32x32 pixels, those of", "64x64; evaluate predictions against the dataset")
     (tmp_path / "p" / "manifest.csv").unlink()
     expect_error(capsys, ["evaluate", str(tmp_path / "p"), str(embedded), "--out", str(tmp_path / "m.csv")],
                  "manifest.csv: missing")
     assert not (tmp_path / "m.csv").exists()
+
+
+def damage_nifti_extension(path):
+    """Rewrite a NIfTI so that its header announces an extension whose content runs past the end of the file."""
+    import gzip
+    import struct
+
+    import nibabel as nib
+
+    header = bytearray(nib.load(path).header.binaryblock)
+    header[108:112] = struct.pack("<f", 368.0)  # vox_offset: room for one 16-byte extension
+    extension = struct.pack("<4B", 1, 0, 0, 0) + struct.pack("<ii", 4096, 4)  # 4096 bytes claimed, 8 present
+    with gzip.open(path, "wb") as handle:
+        handle.write(bytes(header) + extension + bytes(8))
+
+
+def test_a_nifti_with_a_damaged_extension_is_skipped_with_its_reason(tmp_path, capsys):
+    from medprompt.cli import main
+    from preprocessing.phantoms import write_acdc
+
+    raw = write_acdc(tmp_path / "raw", n_patients=3, seed=0)
+    damaged = next(raw.rglob("patient002_frame01.nii.gz"))
+    damage_nifti_extension(damaged)
+    assert main(["preprocess", "acdc", str(raw), str(tmp_path / "out"), "--set", "geometry.size=64"]) == 0
+    out = capsys.readouterr().out
+    assert f"{damaged}: unreadable or truncated NIfTI (failed to read extension content)" in out
+    assert "acdc: 2 cases" in out

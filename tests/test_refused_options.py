@@ -36,7 +36,7 @@ def test_a_malformed_command_line_is_one_line_that_points_at_help(tmp_path, caps
     ("batch_size=0", "config key batch_size: 0 is not allowed"),
     ("lr=-1", "config key lr: -1 is not allowed; it takes a number >= 1e-12"),
     ("loss.size_bounds=0.5", "it takes a list of 2 numbers in [0, 1], increasing"),
-    ("refine=3", "config key refine.enabled"),
+    ("refine=3", "config key refine: 3 is not allowed; it is a section of keys (refine.box_margin, "),
     ("nokey=1", "override 'nokey=1': unknown key 'nokey'"),
     ("augment.rotate=[1,2]", "config key augment.rotate: [1, 2] is not allowed"),
 ])
@@ -53,6 +53,12 @@ def test_train_settings_out_of_range_are_named(embedded, tmp_path, capsys, setti
     ("labels=3", "config key labels: 3 is not allowed; it takes a mapping of label values >= 1 to names"),
     ("labels={0: background}", "config key labels: {0: 'background'} is not allowed"),
     ("target=XX", "target 'XX' is not one of acdc labels"),
+    ("frames=3", "config key frames: 3 is not allowed; it takes a list of words from ['ED', 'ES']"),
+    ("frames=[ED,XX]", "config key frames: ['ED', 'XX'] is not allowed"),
+    ("splits=text", "config key splits: 'text' is not allowed; it is a section of keys (splits.seed, splits.sizes)"),
+    ("splits.sizes=[6,2,4]", "config key splits.sizes: [6, 2, 4] is not allowed; it takes a mapping of words from "
+                             "['train', 'val', 'test'] to whole numbers >= 0"),
+    ("splits.sizes={train: 6, tset: 2}", "config key splits.sizes"),
 ])
 def test_preprocess_settings_out_of_range_are_named(tmp_path, capsys, setting, fragment):
     raw = tmp_path / "raw"

@@ -96,3 +96,21 @@ def test_a_run_recorded_before_cpu_precision_resumes_in_fp32(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"train": recorded}))
     assert resumed_train_config(tmp_path)["cpu_precision"] == "fp32"
     assert load_config("train")["cpu_precision"] == "fp32"
+
+
+def test_a_run_starts_from_the_backbones_prompt_for_the_median_training_box(setup, tmp_path):
+    dataset, backbone = setup
+    boxes = tmp_path / "boxes.csv"  # slice pixels of 64x64 slices; the tiny backbone's frame is 256: x4
+    boxes.write_text("slice_id,x_min,y_min,x_max,y_max\ncase00_s00,10,20,30,40\ncase00_s01,12,22,36,44\n"
+                     "case01_s00,14,18,32,48\n")
+    cfg = config(epochs=1, prompt_offset="training_box")
+    run = train(dataset, backbone, cfg, tmp_path / "run", boxes_csv=boxes, progress=False)
+    recorded = resumed_train_config(run)
+    assert recorded["start_box"] == [48.0, 80.0, 128.0, 176.0]  # the median (12, 20, 32, 44), x4
+    state = load_file(str(run / "method.safetensors"))
+    sparse, _ = backbone.embed_boxes(np.array([[12.0, 20.0, 32.0, 44.0]]), (64, 64))
+    assert np.allclose(state["module.offset_sparse"].numpy(), sparse.numpy(), atol=1e-6)
+    assert resumed_train_config(train(dataset, backbone, recorded, run, resume=True, progress=False)) == recorded
+    whole = train(dataset, backbone, config(epochs=1, prompt_offset="whole_image_box"), tmp_path / "whole",
+                  boxes_csv=boxes, progress=False)
+    assert resumed_train_config(whole).get("start_box") is None

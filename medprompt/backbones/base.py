@@ -8,6 +8,8 @@ scaling, which logits cover the slice) is the backbone's `InputSpec`.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -83,12 +85,17 @@ class Backbone(nn.Module):
         return self.prompt_encoder.get_dense_pe()
 
     @torch.no_grad()
-    def whole_image_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sparse [1,2,256] embedding of a box around the whole input frame, and the no-mask dense [1,256,1,1]."""
+    def box_prompt(self, box: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse [1,2,256] embedding of one box in the input frame (x_min, y_min, x_max, y_max; None: the whole
+        frame), and the no-mask dense [1,256,1,1]."""
         side = float(self.spec.size - 1)
-        box = torch.tensor([[0.0, 0.0, side, side]], device=self.device)
+        box = torch.tensor([[0.0, 0.0, side, side] if box is None else list(box)], device=self.device).float()
         sparse, _ = self.prompt_encoder(points=None, boxes=box, masks=None)
         return sparse, self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
+    def whole_image_prompt(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt of a box around the whole input frame (`box_prompt`)."""
+        return self.box_prompt(None)
 
     def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """Low-res logits [B,1,256,256] for B images, each with its own prompts (see `decode_batched`)."""

@@ -7,7 +7,9 @@ pretrained weights: strided convolutions take the slice [B,1,256,256] down to
 the embedding grid (64x64), then a residual MONAI UNet at that grid gives the
 256 channels, and a 1x1 convolution that starts at zero ends it, so training starts from the
 method's fixed prompts: with `prompt_offset: none`, AutoSAM's own (no sparse
-prompt, the dense embedding alone), else the whole-image box added to them.
+prompt, the dense embedding alone), on which LiteMedSAM draws the empty mask;
+else the backbone's prompt for the start box (the training boxes' median, or
+the whole frame) added to them.
 """
 
 from __future__ import annotations

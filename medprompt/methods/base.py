@@ -134,7 +134,7 @@ class NetworkMethod(Method):
         return self.network(slices.images)
 
 
-PROMPT_OFFSETS = ("whole_image_box", "none")
+PROMPT_OFFSETS = ("training_box", "whole_image_box", "none")
 
 
 class PromptMethod(Method):
@@ -154,6 +154,11 @@ class PromptMethod(Method):
 
 
 def prompt_offset(backbone: Backbone, train_cfg: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The fixed prompts a method starts from (`prompt_offset`: PROMPT_OFFSETS): the backbone's prompt for a box
-    around the whole image, so that training starts from a real mask; None for the paper's zero start."""
-    return backbone.whole_image_prompt() if train_cfg["prompt_offset"] == "whole_image_box" else None
+    """The fixed prompts a method starts from (`prompt_offset`: PROMPT_OFFSETS), so that training starts from a
+    real mask: the backbone's prompt for the run's `start_box` (the training boxes' median, which `train` records
+    in the input frame; the whole frame until it is known) or for a box around the whole frame; None for the
+    paper's zero start."""
+    kind = train_cfg["prompt_offset"]
+    if kind == "none":
+        return None
+    return backbone.box_prompt(train_cfg.get("start_box") if kind == "training_box" else None)

@@ -8,11 +8,12 @@ serve every image. With `encoder_vpt: P`, P learned tokens per attention block
 of the image encoder join every window's attention (PTSAM's IE prompts, P = 8
 in the paper): the encoder then runs in the training loop on the slices, no
 cache is read for the first pass, and the frozen cached embeddings serve only
-the box-prompted second pass. Departures from PTSAM: with `prompt_offset:
-whole_image_box` the first two decoder tokens start as the backbone's
-whole-image box corners (the rest near zero), because LiteMedSAM given tokens
-near zero reads "no prompt" and predicts nothing, from which the box losses
-cannot move it; the encoder prompts exist for encoders that take them
+the box-prompted second pass. Departures from PTSAM: unless `prompt_offset:
+none`, the first two decoder tokens start as the corners of the backbone's
+prompt for the start box (the training boxes' median, or the whole frame; the
+rest near zero), because LiteMedSAM given tokens near zero reads "no prompt"
+and predicts nothing, from which the losses cannot move it; the encoder
+prompts exist for encoders that take them
 (LiteMedSAM's TinyViT, whose first, convolutional stage has no attention and so
 no prompts), not for SAM's ViT-B.
 """
@@ -65,7 +66,7 @@ class PTSAM(PromptMethod):
         self.encoder_prompts = _encoder_prompts(backbone, _encoder_prompt_count(train_cfg))
 
     def image_embeddings(self, slices: Slices) -> torch.Tensor:
-        if not len(self.encoder_prompts):
+        if "images" not in self.reads:  # no encoder prompts: the cached embeddings (what `reads_from` loaded)
             return slices.embeddings
         return self.backbone.encode_frames(slices.images, list(self.encoder_prompts))
 
@@ -82,4 +83,6 @@ def _encoder_prompt_count(train_cfg: dict[str, Any]) -> int:
 def _encoder_prompts(backbone: Backbone, count: int) -> nn.ParameterList:
     """`count` learned tokens per attention block of the backbone's image encoder (none when `count` is 0;
     `check_backbone` has refused an encoder without attention blocks that take them)."""
+    if count == 0:
+        return nn.ParameterList()
     return nn.ParameterList(nn.Parameter(torch.randn(count, dim) * INIT_STD) for dim in backbone.encoder_prompt_dims)

@@ -8,10 +8,11 @@ second pass distils into the first and is itself supervised (`refine.distill`,
 attention projections (query and value, rank `sam_sp.rank`).
 
 Departures from SAM-SP: the image encoder is not tuned (its embeddings come
-from the cache; SAM-SP adapts the encoder too), and with `prompt_offset:
-whole_image_box` the first pass is given the backbone's whole-image box
-prompt instead of no prompt, since LiteMedSAM with no prompt predicts nothing
-and a zero-initialised LoRA update cannot move it from there.
+from the cache; SAM-SP adapts the encoder too), and unless `prompt_offset:
+none` the first pass is given the backbone's prompt for the start box (the
+training boxes' median, or the whole frame) instead of no prompt, since
+LiteMedSAM with no prompt predicts nothing and a zero-initialised LoRA update
+cannot move it from there.
 """
 
 from __future__ import annotations
