@@ -220,8 +220,8 @@ def test_autosam_starts_from_its_fixed_prompts():
     backbone = build_tiny_backbone(seed=0).freeze()
     slices = Slices(0.1 * torch.randn(2, 256, 64, 64), torch.rand(2, 1, 256, 256), (64, 64))
     with torch.no_grad():
-        own = build_method(backbone, config("autosam"))(slices)  # AutoSAM's: no sparse prompt, dense from the CNN
-        boxed = build_method(backbone, config("autosam", "prompt_offset=whole_image_box"))(slices)
+        own = build_method(backbone, config("autosam", "prompt_offset=none"))(slices)  # AutoSAM's: no sparse prompt
+        boxed = build_method(backbone, config("autosam"))(slices)  # the start box, before train knows it: the frame
         none = backbone.decode(slices.embeddings, torch.zeros(2, 0, 256), torch.zeros(2, 256, 64, 64))
     whole = backbone.prompt(slices.embeddings, np.array([[0, 0, 255, 255]] * 2), (256, 256))
     assert torch.allclose(own, none, atol=1e-5) and torch.allclose(boxed, whole, atol=1e-4)

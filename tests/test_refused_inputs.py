@@ -66,9 +66,9 @@ def test_train_without_embeddings_says_what_to_run(dataset_copy, tiny_checkpoint
     assert not (tmp_path / "r").exists()
 
 
-def test_predict_needs_a_finished_run(tmp_path, capsys):
+def test_predict_needs_a_finished_run(embedded, tmp_path, capsys):
     (tmp_path / "run").mkdir()
-    expect_error(capsys, ["predict", str(tmp_path / "run"), str(tmp_path / "run"), "--out", str(tmp_path / "o")],
+    expect_error(capsys, ["predict", str(tmp_path / "run"), str(embedded), "--out", str(tmp_path / "o")],
                  "not a run directory")
 
 
