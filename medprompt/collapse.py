@@ -4,8 +4,10 @@ Box losses have a degenerate minimum: once the decoder answers far below zero
 everywhere, every gradient that could bring the mask back vanishes, and the
 run ends with an empty model that looks trained. Each epoch measures, on the
 training slices, how much of each box and how much of the area outside the
-boxes is predicted foreground; an epoch whose boxes are nearly empty, or whose
-prediction spills over most of the image, is flagged so the trainer can recover.
+boxes is predicted foreground; an epoch whose prediction is nearly empty both in
+the boxes and outside them, or spills over most of the image, is flagged so the
+trainer can recover. A mask that misses the boxes but exists elsewhere is not a
+collapse: the box losses still pull it in (a whole-image prompt starts that way).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ HEALTHY, EMPTY, FULL = "healthy", "empty", "full"
 
 @dataclass(frozen=True)
 class CollapseConfig:
-    """An epoch is unhealthy when its mean box fill is under `empty_below` or its mean fill of the area outside
-    the boxes is over `full_above`; `patience` unhealthy epochs in a row are a collapse; a run restarts from a
+    """An epoch is unhealthy when its mean fills inside and outside the boxes are both under `empty_below`, or
+    its mean fill of the area outside the boxes is over `full_above`; `patience` unhealthy epochs in a row are a collapse; a run restarts from a
     new initialisation at most `max_recoveries` times."""
 
     empty_below: float = 0.05
@@ -46,7 +48,7 @@ def box_fill(logits: torch.Tensor, boxes: Sequence[np.ndarray]) -> tuple[np.ndar
 
 def classify(mean_fill_inside: float, mean_fill_outside: float, config: CollapseConfig) -> str:
     """`healthy`, `empty` or `full` from the epoch's mean fills."""
-    if mean_fill_inside < config.empty_below:
+    if mean_fill_inside < config.empty_below and mean_fill_outside < config.empty_below:
         return EMPTY
     if mean_fill_outside > config.full_above:
         return FULL

@@ -224,7 +224,7 @@ class Trainer:
         """Train until the configured epoch count; undo collapses; write the selected epoch's weights.
 
         An epoch is unhealthy when its predictions on the training slices are
-        nearly empty in the boxes (or fill the image). Predictions may dip and
+        nearly empty everywhere (or fill the image). Predictions may dip and
         come back, so a run has collapsed after `patience` unhealthy epochs in a
         row, or when its last epoch is unhealthy. A collapse drifts on at any
         learning rate once it has begun (measured on CAMUS and HC18), so the run
