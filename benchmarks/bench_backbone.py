@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from medprompt.backbones import get_entry, load_backbone
-from medprompt.box_losses import BoxConstraintLoss
-from medprompt.device import autocast, cpu_has_native_bf16, resolve_device
-from medprompt.errors import MedpromptError
-from medprompt.config import load_config
+from medprompt.common.config import load_config
+from medprompt.common.device import autocast, cpu_has_native_bf16, resolve_device
+from medprompt.common.errors import MedpromptError
 from medprompt.methods import Slices, build_method
+from medprompt.training.box_losses import BoxConstraintLoss
 
 TRAIN_BATCH = 4
 

@@ -27,14 +27,14 @@ import numpy as np
 from safetensors import safe_open
 
 from medprompt.backbones import load_backbone
-from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset
-from medprompt.embedding_cache import build_cache
-from medprompt.errors import MedpromptError
-from medprompt.evaluation import evaluate_slices, evaluate_volumes
-from medprompt.prediction import predict_dataset
-from medprompt.run_dir import load_trained
-from medprompt.training import load_train_config, train
+from medprompt.backbones.embedding_cache import build_cache
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
+from medprompt.inference.segment import predict_dataset
+from medprompt.methods.run_dir import load_trained
+from medprompt.training.trainer import load_train_config, train
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, preprocess
 
 SPLITS = "splits.sizes={train: 6, val: 2, test: 4}"

@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from medprompt.config_rules import Rule
-from medprompt.errors import MedpromptError
-from medprompt.ground_truth import GroundTruthLayout
-from medprompt.volume_io import strip_suffix
+from medprompt.common.config_rules import Rule
+from medprompt.common.errors import MedpromptError
+from medprompt.data.volume_io import strip_suffix
+from medprompt.evaluation.ground_truth import GroundTruthLayout
 from preprocessing.cases import LoadedCase, RawCase, default_load
 
 PATIENT_DIR = re.compile(r"^patient\d+$")

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from medprompt.errors import MedpromptError
-from medprompt.geometry import SliceGeometry, forward_image, forward_labels, pixels_cropped_away
-from medprompt.volume_io import VolumeMeta, read_volume
+from medprompt.common.errors import MedpromptError
+from medprompt.data.geometry import SliceGeometry, forward_image, forward_labels, pixels_cropped_away
+from medprompt.data.volume_io import VolumeMeta, read_volume
 from preprocessing.intensity import check_finite, normalise, to_uint8
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from medprompt.errors import MedpromptError
-from medprompt.ground_truth import IMAGE_SUFFIXES, image_files
-from medprompt.volume_io import strip_suffix
+from medprompt.common.errors import MedpromptError
+from medprompt.data.volume_io import strip_suffix
+from medprompt.evaluation.ground_truth import IMAGE_SUFFIXES, image_files
 from preprocessing.cases import LoadedCase, RawCase, default_load
 
 LABEL_MARK = "_gt"

@@ -19,9 +19,9 @@ from typing import Any, Iterable, Mapping
 import cv2
 import numpy as np
 
-from medprompt.errors import MedpromptError
-from medprompt.ground_truth import GroundTruthLayout
-from medprompt.volume_io import read_volume, strip_suffix
+from medprompt.common.errors import MedpromptError
+from medprompt.data.volume_io import read_volume, strip_suffix
+from medprompt.evaluation.ground_truth import GroundTruthLayout
 from preprocessing.cases import LoadedCase, RawCase, load_image
 from preprocessing.head_circumference import hc18_reference, read_hc_table
 

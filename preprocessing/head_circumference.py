@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 
 
 def ellipse_perimeter(semi_a: float, semi_b: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 
 
 def check_finite(array: np.ndarray, source: str) -> None:

@@ -4,9 +4,9 @@ Manifest columns: the contract's `slice_id, dataset, case, split, frame,
 slice_index, has_target`, plus `patient` (the split unit), `has_label` (a
 ground-truth label map exists for the slice), `target_area` (target pixels in
 the preprocessed slice), `source_image`, `source_label`, the slice geometry
-(`medprompt.geometry.COLUMNS`) and the source file's geometry
-(`medprompt.volume_io.META_COLUMNS`), which together let
-`medprompt.reconstruct` write any per-slice array back in the source grid.
+(`medprompt.data.geometry.COLUMNS`) and the source file's geometry
+(`medprompt.data.volume_io.META_COLUMNS`), which together let
+`medprompt.inference.reconstruct` write any per-slice array back in the source grid.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from medprompt.config_rules import Rule, check_config
-from medprompt.output_paths import check_output_folder
-from medprompt.dataset import MANIFEST, SLICES, SPLITS, write_dataset
-from medprompt.errors import MedpromptError
-from medprompt.locking import exclusive
-from medprompt.geometry import COLUMNS as GEOMETRY_COLUMNS
-from medprompt.volume_io import META_COLUMNS
+from medprompt.common.config_rules import Rule, check_config
+from medprompt.common.errors import MedpromptError
+from medprompt.common.locking import exclusive
+from medprompt.common.output_paths import check_output_folder
+from medprompt.data.dataset import MANIFEST, SLICES, SPLITS, write_dataset
+from medprompt.data.geometry import COLUMNS as GEOMETRY_COLUMNS
+from medprompt.data.volume_io import META_COLUMNS
 from preprocessing import acdc, camus, folder, hc18
 from preprocessing.cases import CaseSlices, RawCase, label_names, preprocess_case, target_label
 from preprocessing.splits import assign_splits
@@ -123,7 +123,7 @@ def preprocess_input(path: str | os.PathLike, config: dict) -> tuple[pd.DataFram
     """Preprocess one raw image file without labels exactly as the dataset pipeline would.
 
     Returns manifest rows (split 'test', has_target False) and uint8 images
-    [n, S, S], ready for `predict` and then `medprompt.reconstruct.reconstruct`.
+    [n, S, S], ready for `predict` and then `medprompt.inference.reconstruct.reconstruct`.
     """
     module = pipeline_for(str(config.get("dataset")))
     raw = module.input_case(Path(path))

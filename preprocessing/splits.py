@@ -6,8 +6,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from medprompt.dataset import SPLITS
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import SPLITS
 
 
 def split_counts(n: int, sizes: Mapping[str, int]) -> dict[str, int]:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from medprompt.cli import main
-from medprompt.dataset import PreprocessedDataset, write_dataset
 from helpers import backbone_args, tiny_backbone_args
+from medprompt.cli.main import main
+from medprompt.data.dataset import PreprocessedDataset, write_dataset
 from preprocessing.phantoms import write_acdc
 from tiny_backbone import build_tiny_backbone
 
@@ -75,7 +75,7 @@ def dataset_copy(synthetic_dataset, tmp_path) -> Path:
 def setup(dataset_copy, tiny_checkpoint):
     """A writable synthetic dataset embedded with the random tiny backbone, and that backbone."""
     from medprompt.backbones import load_backbone
-    from medprompt.embedding_cache import build_cache
+    from medprompt.backbones.embedding_cache import build_cache
 
     dataset = PreprocessedDataset(dataset_copy)
     backbone = load_backbone("tiny_test", tiny_checkpoint)

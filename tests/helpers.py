@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from medprompt.cli import main
+from medprompt.cli.main import main
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 SHARED_DATA = Path(os.environ.get("MEDPROMPT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

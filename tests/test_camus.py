@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset
-from medprompt.errors import MedpromptError
-from medprompt.reconstruct import reconstruct_dataset
+from helpers import SHARED_DATA, dice
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.inference.reconstruct import reconstruct_dataset
 from preprocessing import camus
 from preprocessing.phantoms import write_camus
 from preprocessing.pipeline import preprocess, preprocess_input
-from helpers import SHARED_DATA, dice
 
 
 def assert_round_trip(rec_dir: Path, manifest, suffix: str, min_dice: float) -> float:

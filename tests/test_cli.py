@@ -11,8 +11,8 @@ import h5py
 import pandas as pd
 import pytest
 
-from medprompt.cli import main
 from helpers import backbone_args, expect_error
+from medprompt.cli.main import main
 
 
 def test_embed_train_predict_evaluate(embedded, tiny_checkpoint, tmp_path, capsys):

@@ -7,11 +7,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from medprompt.collapse import EMPTY, FULL, HEALTHY, CollapseConfig, box_fill, classify
-from medprompt.config import load_config
-from medprompt.errors import MedpromptError
-from medprompt.training import Trainer, train
 from helpers import interrupt_on_call
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.training.collapse import EMPTY, FULL, HEALTHY, CollapseConfig, box_fill, classify
+from medprompt.training.trainer import Trainer, train
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
@@ -93,7 +93,7 @@ def test_a_run_that_keeps_collapsing_writes_no_model(setup, tmp_path, monkeypatc
 
 
 def test_the_best_epoch_by_held_out_boxes_is_written(setup, tmp_path, monkeypatch):
-    from medprompt.model_selection import BoxSelector
+    from medprompt.training.selection import BoxSelector
 
     dataset, backbone = setup
     scores = iter([0.2, 0.9, 0.5, 0.4, 0.3])

@@ -8,14 +8,13 @@ import shutil
 
 import pytest
 
-from medprompt import embedding_cache
-from medprompt.atomic import partial_path
-from medprompt.backbones import load_backbone
-from medprompt.cli import main
-from medprompt.dataset import PreprocessedDataset
-from medprompt.embedding_cache import build_cache, cache_path
-from medprompt.locking import exclusive
 from helpers import expect_error, tiny_backbone_args
+from medprompt.backbones import embedding_cache, load_backbone
+from medprompt.backbones.embedding_cache import build_cache, cache_path
+from medprompt.cli.main import main
+from medprompt.common.atomic import partial_path
+from medprompt.common.locking import exclusive
+from medprompt.data.dataset import PreprocessedDataset
 
 
 def folder_state(folder):

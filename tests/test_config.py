@@ -2,8 +2,8 @@
 
 import pytest
 
-from medprompt.config import load_config, read_yaml
-from medprompt.errors import MedpromptError
+from medprompt.common.config import load_config, read_yaml
+from medprompt.common.errors import MedpromptError
 
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
@@ -40,7 +40,7 @@ def test_config_option_takes_a_bundled_name():
 
 
 def test_encoder_prompts_config_is_ptsam_with_prompts_in_the_encoder_and_the_method_defaults():
-    from medprompt.training import load_train_config
+    from medprompt.training.trainer import load_train_config
 
     config = load_train_config(path="encoder_prompts")
     assert (config["method"], config["supervision"], config["epochs"]) == ("ptsam", "pseudo_masks", 30)

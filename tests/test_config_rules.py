@@ -2,11 +2,11 @@
 
 import pytest
 
-from medprompt.config import load_config
-from medprompt.config_rules import Rule, check_config
-from medprompt.errors import MedpromptError
+from medprompt.common.config import load_config
+from medprompt.common.config_rules import Rule, check_config
+from medprompt.common.errors import MedpromptError
 from medprompt.methods import available_methods, method_class
-from medprompt.training import TRAIN_RULES, load_train_config
+from medprompt.training.trainer import TRAIN_RULES, load_train_config
 from preprocessing.pipeline import PREPROCESS_RULES
 
 

@@ -13,13 +13,13 @@ import sys
 import torch
 from safetensors import safe_open
 
-from medprompt.cli import main
-from medprompt.run_dir import weights_bytes
 from helpers import backbone_args
+from medprompt.cli.main import main
+from medprompt.methods.run_dir import weights_bytes
 
 
 def test_identical_weights_give_identical_files_in_any_process(tmp_path):
-    code = ("import hashlib, torch\nfrom medprompt.run_dir import weights_bytes\n"
+    code = ("import hashlib, torch\nfrom medprompt.methods.run_dir import weights_bytes\n"
             "data = weights_bytes({'w': torch.arange(6.0), 'b': torch.ones(2)}, "
             "{'method': 'conv_fc', 'medprompt_version': '0', 'epoch': '5', 'val_box_iou': '0.5000'})\n"
             "print(hashlib.sha256(data).hexdigest())")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from medprompt import device as device_module
-from medprompt.device import autocast, cpu_bf16_for, resolve_device
-from medprompt.errors import MedpromptError
+from medprompt.common import device as device_module
+from medprompt.common.device import autocast, cpu_bf16_for, resolve_device
+from medprompt.common.errors import MedpromptError
 
 CPU = torch.device("cpu")
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from medprompt.atomic import partial_path
 from medprompt.backbones import load_backbone
-from medprompt.dataset import PreprocessedDataset
-from medprompt.embedding_cache import EmbeddingCache, build_cache, cache_path
-from medprompt.errors import MedpromptError
+from medprompt.backbones.embedding_cache import EmbeddingCache, build_cache, cache_path
+from medprompt.common.atomic import partial_path
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import PreprocessedDataset
 
 
 @pytest.fixture()

@@ -6,17 +6,17 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers import interrupt_on_call
 from medprompt.backbones import load_backbone
 from medprompt.backbones.lite_medsam import build_lite_medsam
 from medprompt.backbones.tiny_vit import WindowAttention
-from medprompt.dataset import PreprocessedDataset
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.inference.segment import predict_dataset
+from medprompt.inference.store import read_predictions
 from medprompt.methods import Slices, build_method, method_class
-from medprompt.prediction import predict_dataset
-from medprompt.prediction_store import read_predictions
-from medprompt.run_dir import WEIGHTS, load_trained
-from medprompt.training import Trainer, load_train_config, train
-from helpers import interrupt_on_call
+from medprompt.methods.run_dir import WEIGHTS, load_trained
+from medprompt.training.trainer import Trainer, load_train_config, train
 from tiny_backbone import NO_COLLAPSE_CHECK, VIT_NAME, build_tiny_backbone, build_tiny_vit_backbone
 
 VPT = "ptsam.encoder_vpt=2"

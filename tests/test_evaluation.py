@@ -12,9 +12,9 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from medprompt.errors import MedpromptError
-from medprompt.evaluation import evaluate_volumes, format_volume_summary
-from medprompt.metrics import structure_scores
+from medprompt.common.errors import MedpromptError
+from medprompt.evaluation.evaluate import evaluate_volumes, format_volume_summary
+from medprompt.evaluation.metrics import structure_scores
 from preprocessing.head_circumference import ellipse_perimeter, head_circumference_mm
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 

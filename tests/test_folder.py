@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.supervision import boxes_from_mask
-from medprompt.cli import main
-from medprompt.dataset import PreprocessedDataset
-from preprocessing.phantoms import acdc_volume
 from helpers import tiny_backbone_args
+from medprompt.cli.main import main
+from medprompt.data.boxes import boxes_from_mask
+from medprompt.data.dataset import PreprocessedDataset
+from preprocessing.phantoms import acdc_volume
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 
-from medprompt.errors import MedpromptError
 from helpers import SHARED_DATA, dice
-from medprompt.geometry import (
+from medprompt.common.errors import MedpromptError
+from medprompt.data.geometry import (
     SliceGeometry,
     forward_image,
     forward_labels,

@@ -8,15 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset
-from medprompt.errors import MedpromptError
-from medprompt.reconstruct import reconstruct_dataset
+from helpers import SHARED_DATA
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.inference.reconstruct import reconstruct_dataset
 from preprocessing.hc18 import fill_outline
 from preprocessing.head_circumference import read_hc_table
 from preprocessing.phantoms import hc18_image, write_hc18
 from preprocessing.pipeline import format_summary, preprocess, preprocess_input
-from helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="module")

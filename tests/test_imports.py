@@ -1,4 +1,9 @@
-"""The house's floors: which package may import which, and no import cycles (function-level imports included)."""
+"""The house's floors: which stage may import which, and no import cycles (function-level imports included).
+
+medprompt's folders are the pipeline's stages; data flows one way, so a stage imports only from the stages
+below it (training and inference, side by side, never from each other), and a module that one other stage
+alone uses belongs in that stage's folder.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("medprompt", "preprocessing")
-COMMAND_LINE = {"medprompt.cli", "medprompt.demo"}  # the layer on top, allowed to reach the dataset adapters
+FLOORS = {"common": 0, "data": 1, "backbones": 2, "methods": 3, "training": 4, "inference": 4, "evaluation": 5,
+          "cli": 6}
 
 
 def module_name(path: Path) -> str:
@@ -36,6 +42,12 @@ def import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def stage(module: str) -> str:
+    """The stage folder of a medprompt module (the package's own `__init__` is common ground)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in FLOORS) else "common"
+
+
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Every cycle found by a depth-first walk (one representative per back edge)."""
     found, state = [], {}
@@ -58,9 +70,36 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_library_never_imports_the_dataset_adapters():
     graph = import_graph()
     crossing = {m: sorted(t for t in targets if t.startswith("preprocessing"))
-                for m, targets in graph.items() if m.startswith("medprompt") and m not in COMMAND_LINE}
+                for m, targets in graph.items() if m.startswith("medprompt") and stage(m) != "cli"}
     assert {m: t for m, t in crossing.items() if t} == {}
 
 
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
+
+
+def test_every_module_lives_in_a_stage_folder():
+    flat = [m for m in import_graph() if m.startswith("medprompt.") and m.count(".") == 1 and m.split(".")[1] not in FLOORS]
+    assert flat == []
+
+
+def test_a_stage_imports_only_from_the_stages_below_it():
+    graph = import_graph()
+    upward = {f"{m} -> {t}" for m, targets in graph.items() if m.startswith("medprompt")
+              for t in targets if t.startswith("medprompt") and stage(t) != stage(m)
+              and FLOORS[stage(t)] >= FLOORS[stage(m)]}
+    assert upward == set()
+
+
+def test_a_module_used_by_one_other_stage_alone_lives_in_that_stage():
+    graph = import_graph()
+    users: dict[str, set[str]] = {}
+    for m, targets in graph.items():
+        for t in targets:
+            users.setdefault(t, set()).add(stage(m))
+    for method_module in (m for m in graph if m.startswith("medprompt.methods.")):
+        users.setdefault(method_module, set()).add("methods")  # the registry imports its package's modules at load
+    # a stage's entry points, used by the command line alone, stay in their stage
+    misplaced = {t: sorted(stages) for t, stages in users.items() if t.startswith("medprompt.") and t.count(".") > 1
+                 and len(stages) == 1 and not stages & {stage(t), "cli"}}
+    assert misplaced == {}

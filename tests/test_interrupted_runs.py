@@ -7,10 +7,10 @@ mixed one; `preprocess --overwrite` keeps the old dataset until the new one is c
 
 import shutil
 
-from medprompt import dataset as dataset_module
-from medprompt import reconstruct as reconstruct_module
-from medprompt.cli import main
 from helpers import backbone_args, expect_error, interrupt_on_call
+from medprompt.cli.main import main
+from medprompt.data import dataset as dataset_module
+from medprompt.inference import reconstruct as reconstruct_module
 
 
 def test_an_interrupted_predict_is_refused_by_evaluate_until_predicted_again(acdc_run, tmp_path, capsys, monkeypatch):

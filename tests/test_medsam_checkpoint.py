@@ -3,8 +3,8 @@
 import torch
 
 from medprompt.backbones import load_backbone
+from medprompt.backbones.checkpoint import sha256_file
 from medprompt.backbones.medsam_vit_b import build_medsam_vit_b
-from medprompt.checkpoint import sha256_file
 from medprompt.backbones.sam_modeling import Sam
 
 

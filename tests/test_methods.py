@@ -7,18 +7,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import interrupt_on_call
 from medprompt.backbones.lite_medsam import build_lite_medsam
-from medprompt.errors import MedpromptError
-from medprompt.mask_supervision import MaskLoss, low_res_masks, pseudo_masks
+from medprompt.common.errors import MedpromptError
+from medprompt.inference.predict import predict_inputs
+from medprompt.inference.segment import predict_dataset, segment_images
+from medprompt.inference.store import read_predictions
 from medprompt.methods import METHODS, Slices, build_method, method_class
 from medprompt.methods.lora import LoRALinear
-from medprompt.predict_io import predict_inputs
-from medprompt.prediction import predict_dataset, segment_images
-from medprompt.prediction_store import read_predictions
-from medprompt.refinement import RefineConfig
-from medprompt.run_dir import WEIGHTS, load_trained
-from medprompt.training import Trainer, load_train_config, train
-from helpers import interrupt_on_call
+from medprompt.methods.refinement import RefineConfig
+from medprompt.methods.run_dir import WEIGHTS, load_trained
+from medprompt.training.mask_targets import MaskLoss, low_res_masks, pseudo_masks
+from medprompt.training.trainer import Trainer, load_train_config, train
 from tiny_backbone import NO_COLLAPSE_CHECK, build_tiny_backbone
 
 TRAINABLE = sorted(name for name, cls in METHODS.items() if cls.trainable)

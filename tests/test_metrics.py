@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.metrics import mean_std, slice_scores, structure_scores
+from medprompt.evaluation.metrics import mean_std, slice_scores, structure_scores
 
 
 def test_known_overlap_distance_and_empties():

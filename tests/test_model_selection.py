@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from medprompt.data.boxes import main_box
 from medprompt.methods import Slices, build_method
-from medprompt.model_selection import BoxSelector, box_iou, union_box
-from medprompt.supervision import main_box
+from medprompt.training.selection import BoxSelector, box_iou, union_box
 from tiny_backbone import build_tiny_backbone
 
 

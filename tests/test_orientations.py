@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 import torch
 
-from medprompt.cli import build_parser, main
-from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset, write_dataset
-from medprompt.errors import MedpromptError
+from medprompt.cli.main import build_parser, main
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.boxes import boxes_from_mask
+from medprompt.data.dataset import PreprocessedDataset, write_dataset
+from medprompt.inference.segment import segment_images
 from medprompt.methods import Slices
-from medprompt.orientations import ORIENTATION_SETS, add_orientations, orient_array, orient_boxes
-from medprompt.prediction import segment_images
-from medprompt.run_dir import load_trained
-from medprompt.supervision import boxes_from_mask
-from medprompt.training import Trainer, check_run_request, train
+from medprompt.methods.orientations import ORIENTATION_SETS, add_orientations, orient_array, orient_boxes
+from medprompt.methods.run_dir import load_trained
+from medprompt.training.trainer import Trainer, check_run_request, train
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

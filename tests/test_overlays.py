@@ -3,9 +3,9 @@
 import cv2
 import numpy as np
 
-from medprompt.dataset import PreprocessedDataset
-from medprompt.overlays import LINE, chosen_slices, draw_overlays
-from medprompt.prediction_store import write_predictions
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.evaluation.overlays import LINE, chosen_slices, draw_overlays
+from medprompt.inference.store import write_predictions
 
 
 def test_largest_target_and_worst_dice_slices_are_chosen():

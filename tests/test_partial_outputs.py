@@ -7,8 +7,8 @@ import shutil
 import nibabel as nib
 import numpy as np
 
-from medprompt.cli import main
 from helpers import backbone_args, expect_error
+from medprompt.cli.main import main
 
 
 def test_a_refused_train_leaves_no_run_and_the_corrected_one_runs_in_its_place(embedded, tiny_checkpoint, tmp_path,

@@ -13,8 +13,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from preprocessing import phantoms
 from helpers import SHARED_DATA, dice
+from preprocessing import phantoms
 
 
 def read_cfg(path: Path) -> dict[str, str]:

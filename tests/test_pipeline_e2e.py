@@ -6,13 +6,13 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 import pytest
+import SimpleITK as sitk
 
-from medprompt.supervision import boxes_from_mask
-from medprompt.cli import main
-from preprocessing.phantoms import write_acdc
 from helpers import tiny_backbone_args
+from medprompt.cli.main import main
+from medprompt.data.boxes import boxes_from_mask
+from preprocessing.phantoms import write_acdc
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 
@@ -45,7 +45,7 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path,
     trained = pd.read_csv(run / "train_boxes.csv")
     assert trained.slice_id.nunique() >= 1
     # boxes drawn on the originals land on the tight boxes of the preprocessed masks (1 mm resampling: +-2 px)
-    from medprompt.dataset import PreprocessedDataset
+    from medprompt.data.dataset import PreprocessedDataset
 
     dataset = PreprocessedDataset(data)
     for row in trained.itertuples():
@@ -98,7 +98,7 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path,
     assert pd.read_csv(tmp_path / "rt.csv").dice.min() >= 0.99
 
     # an interrupted predict into that folder leaves it refused by evaluate; a complete one scores only its own files
-    import medprompt.prediction as prediction
+    import medprompt.inference.segment as prediction
 
     original = prediction.reconstruct
     try:

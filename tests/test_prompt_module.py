@@ -2,7 +2,7 @@
 
 import torch
 
-from medprompt.prompt_module import ConvFCPromptModule
+from medprompt.methods.prompt_module import ConvFCPromptModule
 from tiny_backbone import build_tiny_backbone
 
 

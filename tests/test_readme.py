@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.supervision import boxes_from_mask
-from preprocessing.phantoms import acdc_volume
 from helpers import SHARED_DATA
+from medprompt.data.boxes import boxes_from_mask
+from preprocessing.phantoms import acdc_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

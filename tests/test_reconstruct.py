@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from medprompt.config import load_config
-from medprompt.errors import MedpromptError
-from medprompt.geometry import SliceGeometry, forward_image, forward_labels
-from medprompt.reconstruct import parse_array_spec, reconstruct, reconstruct_dataset
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.geometry import SliceGeometry, forward_image, forward_labels
+from medprompt.inference.reconstruct import parse_array_spec, reconstruct, reconstruct_dataset
 from preprocessing.pipeline import preprocess, preprocess_input
 
 AFFINE = np.array([[-1.2, 0, 0, 10], [0, -1.2, 0, 20], [0, 0, 8.0, -5], [0, 0, 0, 1]])

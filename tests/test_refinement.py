@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medprompt.methods import build_method
-from medprompt.refinement import RefineConfig, prompt_box, refine
+from medprompt.methods.refinement import RefineConfig, prompt_box, refine
 from tiny_backbone import build_tiny_backbone
 
 SIZE = (64, 80)
@@ -83,8 +83,8 @@ def test_config_from_a_run():
 def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_slices(setup, tmp_path, monkeypatch):
     from torch.nn import functional as F
 
-    from medprompt.config import load_config
-    from medprompt.training import Trainer, check_run_request
+    from medprompt.common.config import load_config
+    from medprompt.training.trainer import Trainer, check_run_request
     from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
     dataset, backbone = setup
@@ -101,14 +101,14 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
         calls.append([None if b is None else b.tolist() for b in boxes])
         return [0], second
 
-    monkeypatch.setattr("medprompt.training.second_pass", fake_second_pass)
+    monkeypatch.setattr("medprompt.training.trainer.second_pass", fake_second_pass)
     got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]
     target = torch.sigmoid(backbone.spec.crop_low_res(second, trainer.image_size))
     expected_box = prompt_box(backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0],
                               trainer.refine, trainer.image_size)
     assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
-    monkeypatch.setattr("medprompt.training.second_pass", lambda *args: ([], None))
+    monkeypatch.setattr("medprompt.training.trainer.second_pass", lambda *args: ([], None))
     assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]) == 0.0
 
 
@@ -116,7 +116,7 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
 def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path,
                                                                                                 supervision):
     """Against the batch's targets, or its annotated boxes (not the boxes the first pass gave the second)."""
-    from medprompt.training import Trainer, check_run_request, load_train_config
+    from medprompt.training.trainer import Trainer, check_run_request, load_train_config
     from tiny_backbone import NO_COLLAPSE_CHECK
 
     dataset, backbone = setup

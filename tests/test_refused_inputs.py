@@ -105,7 +105,7 @@ def test_a_damaged_resume_state_or_missing_boxes_are_named(finished_run, embedde
 
 
 def test_evaluate_refuses_a_predictions_file_without_its_manifest_or_of_another_shape(embedded, tmp_path, capsys):
-    from medprompt.prediction_store import write_predictions
+    from medprompt.inference.store import write_predictions
 
     dataset_rows = pd.read_csv(embedded / "manifest.csv", dtype={"slice_id": str}).iloc[:4]
     write_predictions(tmp_path / "p", dataset_rows, np.zeros((3, 64, 64), np.uint8), {"target_label": 1})
@@ -135,7 +135,7 @@ def damage_nifti_extension(path):
 
 
 def test_a_nifti_with_a_damaged_extension_is_skipped_with_its_reason(tmp_path, capsys):
-    from medprompt.cli import main
+    from medprompt.cli.main import main
     from preprocessing.phantoms import write_acdc
 
     raw = write_acdc(tmp_path / "raw", n_patients=3, seed=0)

@@ -7,8 +7,8 @@ loads and no output folder appears.
 import pandas as pd
 import pytest
 
-from medprompt.cli import main
 from helpers import backbone_args, expect_error
+from medprompt.cli.main import main
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -92,7 +92,7 @@ def test_requests_that_cannot_work_are_refused_before_any_model_loads(embedded, 
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr("medprompt.backbones.load_backbone", no_model)
-    monkeypatch.setattr("medprompt.predict_io.load_trained", no_model)
+    monkeypatch.setattr("medprompt.inference.predict.load_trained", no_model)
     expect_error(capsys, ["train", str(embedded), "--out", str(tmp_path / "r"), "--shots", "50"],
                  "--shots 50: the train split of", "has only 9 slices with the target")
     assert not (tmp_path / "r").exists()

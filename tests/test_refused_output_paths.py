@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from medprompt.cli import main
 from helpers import backbone_args, expect_error, tiny_backbone_args
+from medprompt.cli.main import main
 
 
 def command(verb, acdc_run, tiny_checkpoint, out):

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from medprompt.cli import main
-from preprocessing.phantoms import write_hc18
 from helpers import backbone_args, expect_error
+from medprompt.cli.main import main
+from preprocessing.phantoms import write_hc18
 
 
 @pytest.mark.parametrize("argv, fragment", [

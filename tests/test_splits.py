@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 from preprocessing.splits import assign_splits, split_counts
 
 CAMUS = {"train": 350, "val": 50, "test": 100}

@@ -9,12 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medprompt.supervision import boxes_from_mask
-from medprompt.config import load_config
-from medprompt.dataset import PreprocessedDataset
-from medprompt.errors import MedpromptError
-from medprompt.supervision import map_source_boxes
-from medprompt.volume_io import read_volume
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.boxes import boxes_from_mask, map_source_boxes
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.data.volume_io import read_volume
 from preprocessing.phantoms import write_acdc, write_hc18
 from preprocessing.pipeline import preprocess, preprocess_input
 

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
-from medprompt.config import load_config
-from medprompt.errors import MedpromptError
-from medprompt.supervision import select_training_set
-from medprompt.training import Trainer, resumed_train_config, train
 from helpers import interrupt_on_call
+from medprompt.common.config import load_config
+from medprompt.common.errors import MedpromptError
+from medprompt.data.boxes import select_training_set
+from medprompt.training.trainer import Trainer, resumed_train_config, train
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

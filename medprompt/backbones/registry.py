@@ -12,9 +12,9 @@ import torch
 
 from medprompt.backbones import lite_medsam, medsam_vit_b
 from medprompt.backbones.base import Backbone
+from medprompt.backbones.checkpoint import load_into, read_state_dict, sha256_file
 from medprompt.backbones.entry import BackboneEntry
-from medprompt.checkpoint import load_into, read_state_dict, sha256_file
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 
 BACKBONES: dict[str, BackboneEntry] = {}
 DEFAULT_BACKBONE = lite_medsam.NAME

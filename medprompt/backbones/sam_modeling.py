@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
 
 _PRIVATE_NAME = "medprompt._segment_anything_modeling"
 

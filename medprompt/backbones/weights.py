@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from medprompt.checkpoint import sha256_file
-from medprompt.errors import MedpromptError
+from medprompt.backbones.checkpoint import sha256_file
+from medprompt.common.errors import MedpromptError
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ import pkgutil
 from typing import Any
 
 from medprompt.backbones import Backbone
-from medprompt.errors import MedpromptError
-from medprompt.methods.base import (PROMPT_OFFSETS, READS, Method, NetworkMethod, PromptMethod, Slices,
-                                    prompt_offset)
+from medprompt.common.errors import MedpromptError
+from medprompt.methods.base import PROMPT_OFFSETS, READS, Method, NetworkMethod, PromptMethod, Slices, prompt_offset
 
 METHODS: dict[str, type[Method]] = {}
 DEFAULT_METHOD = "conv_fc"
@@ -47,9 +46,6 @@ def _discover() -> None:
                 register_method(value)
 
 
-_discover()
-
-
 def available_methods() -> list[str]:
     """Names of the registered methods."""
     return sorted(METHODS)
@@ -65,6 +61,8 @@ def build_method(backbone: Backbone, train_cfg: dict[str, Any]) -> Method:
     """The configured method (`train_cfg["method"]`) on `backbone`, on the backbone's device."""
     return method_class(train_cfg["method"])(backbone, train_cfg).to(backbone.device)
 
+
+_discover()  # last: the package's other modules (run folders, slice inputs) import the registry above
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "PROMPT_OFFSETS", "READS", "Method", "NetworkMethod", "PromptMethod", "Slices",
            "available_methods", "build_method", "method_class", "prompt_offset", "register_method"]

@@ -23,7 +23,7 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from medprompt.backbones import Backbone
-from medprompt.config_rules import Rule
+from medprompt.common.config_rules import Rule
 from medprompt.methods.base import Method, Slices, prompt_offset
 
 

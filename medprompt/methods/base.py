@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from medprompt.backbones import Backbone
-from medprompt.config_rules import Rule
-
+from medprompt.common.config_rules import Rule
 
 READS = ("embeddings", "images")
 

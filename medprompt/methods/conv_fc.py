@@ -1,6 +1,6 @@
 """conv_fc: the paper's prompt module (Gaillochet et al. 2024), image embedding -> prompt embeddings.
 
-2,433,984 trainable parameters (`medprompt.prompt_module`); its outputs are
+2,433,984 trainable parameters (`medprompt.methods.prompt_module`); its outputs are
 added to the fixed `prompt_offset` prompts; the backbone's decoder is frozen.
 """
 
@@ -12,7 +12,7 @@ import torch
 
 from medprompt.backbones import Backbone
 from medprompt.methods.base import PromptMethod, prompt_offset
-from medprompt.prompt_module import ConvFCPromptModule
+from medprompt.methods.prompt_module import ConvFCPromptModule
 
 
 class ConvFC(PromptMethod):

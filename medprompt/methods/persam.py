@@ -29,9 +29,9 @@ from torch.nn import functional as F
 
 from medprompt.backbones import Backbone
 from medprompt.backbones.base import decode_multimask
-from medprompt.errors import MedpromptError
+from medprompt.common.errors import MedpromptError
+from medprompt.data.boxes import main_box
 from medprompt.methods.base import Method, Slices
-from medprompt.supervision import main_box
 
 
 class PerSAM(Method):

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from medprompt.backbones import Backbone
-from medprompt.config_rules import Rule
-from medprompt.errors import MedpromptError
+from medprompt.common.config_rules import Rule
+from medprompt.common.errors import MedpromptError
 from medprompt.methods.base import PromptMethod, Slices, prompt_offset
 
 INIT_STD = 0.02

@@ -24,7 +24,7 @@ import torch
 
 from medprompt.backbones import Backbone
 from medprompt.backbones.base import decode_batched
-from medprompt.config_rules import Rule
+from medprompt.common.config_rules import Rule
 from medprompt.methods.base import PromptMethod, prompt_offset
 from medprompt.methods.lora import add_lora
 

@@ -12,7 +12,7 @@ from typing import Any
 from monai.networks.nets import UNet
 from torch import nn
 
-from medprompt.config_rules import Rule
+from medprompt.common.config_rules import Rule
 from medprompt.methods.base import NetworkMethod
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from monai.networks.nets import UNETR
 from torch import nn
 
-from medprompt.config_rules import Rule
-from medprompt.errors import MedpromptError
+from medprompt.common.config_rules import Rule
+from medprompt.common.errors import MedpromptError
 from medprompt.methods.base import NetworkMethod
 
 

@@ -26,7 +26,14 @@ Layout facts mimicked from the real releases:
 """
 
 from preprocessing.phantoms.acdc import ACDC_GROUPS, AcdcPhantom, acdc_case, acdc_volume, write_acdc
-from preprocessing.phantoms.camus import CAMUS_QUALITIES, CAMUS_VIEWS, CamusPhantom, camus_patient, camus_view, write_camus
+from preprocessing.phantoms.camus import (
+    CAMUS_QUALITIES,
+    CAMUS_VIEWS,
+    CamusPhantom,
+    camus_patient,
+    camus_view,
+    write_camus,
+)
 from preprocessing.phantoms.hc18 import HC18_CSV_HEADER, HC18_SHAPE, Hc18Phantom, hc18_image, write_hc18
 from preprocessing.phantoms.shared import PHASES, ramanujan_perimeter
 

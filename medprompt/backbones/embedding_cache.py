@@ -1,0 +1,184 @@
+"""The HDF5 embedding cache `DATASET/embeddings/<backbone-id>.h5`: encode once, train many times.
+
+Layout: `embeddings` [N,256,64,64] float16 (one chunk per slice), `slice_id` [N],
+`image_pe` [256,64,64] once, `written` [N] flags, and provenance attributes
+(backbone id, checkpoint sha256, input size and resize policy, preprocessing
+fingerprint, package version, encoder batch size). The file is built under `<id>.h5.partial`, one
+batch at a time, so an interrupted run loses at most the batch in flight and a
+rerun continues (with the batch size it started with, so every slice is encoded
+alike); it is renamed to its final name when every slice is written. A
+cache whose provenance differs from the current checkpoint or preprocessing is
+refused.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medprompt import __version__
+from medprompt.backbones import Backbone
+from medprompt.common.atomic import partial_path
+from medprompt.common.device import autocast, default_batch_size
+from medprompt.common.errors import MedpromptError
+from medprompt.common.locking import exclusive
+from medprompt.common.output_paths import check_output_folder
+from medprompt.data.dataset import PreprocessedDataset, read_rows
+
+IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
+
+
+def cache_path(dataset_dir: str | os.PathLike, backbone_id: str) -> Path:
+    """Where the cache of a backbone lives inside a dataset directory."""
+    return Path(dataset_dir) / "embeddings" / f"{backbone_id}.h5"
+
+
+def provenance(dataset: PreprocessedDataset, backbone: Backbone) -> dict[str, str | int]:
+    """The attributes that must match for a cache to be reused."""
+    return {
+        "backbone_id": backbone.backbone_id,
+        "checkpoint_sha256": backbone.checkpoint_sha256,
+        "input_size": int(backbone.input_size),
+        "input_resize": backbone.spec.resize,
+        "preprocessing_fingerprint": dataset.fingerprint,
+    }
+
+
+def check_provenance(path: Path, attrs: h5py.AttributeManager, expected: dict[str, str | int]) -> None:
+    """Refuse a cache made from another checkpoint, backbone or preprocessing."""
+    for key, want in expected.items():
+        have = attrs.get(key)
+        if isinstance(have, bytes):
+            have = have.decode()
+        if isinstance(have, np.generic):
+            have = have.item()
+        if have != want:
+            raise MedpromptError(
+                f"{path}: made with {key}={have!r}, but the current {key} is {want!r}; "
+                "it cannot be reused (delete it, or run `medprompt embed --overwrite`)"
+            )
+
+
+def build_cache(
+    dataset: PreprocessedDataset,
+    backbone: Backbone,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Encode every slice of the dataset into the cache, resuming a partial file when it matches.
+
+    `batch_size` defaults to the device's (`default_batch_size`).
+    """
+    if batch_size is not None and batch_size < 1:
+        raise MedpromptError(f"--batch-size {batch_size}: must be at least 1")
+    final = cache_path(dataset.root, backbone.backbone_id)
+    check_output_folder(final.parent, "embedding cache folder")
+    expected = provenance(dataset, backbone)
+    with exclusive(dataset.root, "medprompt embed"):
+        if final.exists() and not overwrite:
+            with _open(final, "r") as f:
+                check_provenance(final, f.attrs, expected)
+            return final
+        tmp = partial_path(final)
+        if tmp.exists() and overwrite:
+            tmp.unlink()
+        batch_size = batch_size or default_batch_size(backbone.device)
+        if tmp.exists():
+            with _open(tmp, "r") as f:
+                check_provenance(tmp, f.attrs, expected)
+                started = int(f.attrs.get("batch_size", batch_size))
+            if started != batch_size:
+                warnings.warn(f"{tmp}: resuming with the batch size it was started with ({started}), not {batch_size}, "
+                              "so that every slice is encoded alike")
+                batch_size = started
+        else:
+            _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size})
+        _fill(tmp, dataset, backbone, batch_size, progress)
+        os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
+    return final
+
+
+def _open(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise MedpromptError(f"{path}: not a readable HDF5 embedding cache ({exc}); delete it and rerun embed") from None
+
+
+def _create(path: Path, dataset: PreprocessedDataset, backbone: Backbone, expected: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(dataset)
+    channels, (h, w) = backbone.image_pe.shape[1], backbone.embedding_size
+    with h5py.File(path, "w") as f:
+        f.create_dataset("embeddings", shape=(n, channels, h, w), dtype=np.float16, chunks=(1, channels, h, w))
+        f.create_dataset("slice_id", data=np.asarray(dataset.manifest.slice_id, dtype=object), dtype=h5py.string_dtype())
+        f.create_dataset("image_pe", data=backbone.image_pe[0].detach().cpu().numpy().astype(np.float32))
+        f.create_dataset("written", shape=(n,), dtype=np.uint8, fillvalue=0)
+        f.attrs.update(expected)
+        f.attrs["package_version"] = __version__
+
+
+def _fill(path: Path, dataset: PreprocessedDataset, backbone: Backbone, batch_size: int, progress: bool) -> None:
+    """Encode the batches not yet written; batch boundaries are fixed so a resumed file equals a fresh one."""
+    n = len(dataset)
+    with h5py.File(path, "r+") as f:
+        written = f["written"][:].astype(bool)
+        starts = [s for s in range(0, n, batch_size) if not written[s : s + batch_size].all()]
+        bar = tqdm(total=n, initial=n - sum(min(batch_size, n - s) for s in starts), unit="slice",
+                   desc=f"embed {backbone.backbone_id}", disable=not progress)
+        for start in starts:
+            stop = min(start + batch_size, n)
+            images = torch.from_numpy(dataset.images(np.arange(start, stop)))
+            with autocast(backbone.device):
+                embeddings = backbone.encode(images)
+            f["embeddings"][start:stop] = embeddings.float().cpu().numpy().astype(np.float16)
+            f["written"][start:stop] = 1
+            f.flush()
+            bar.update(stop - start)
+        bar.close()
+
+
+class EmbeddingCache:
+    """Read access to a complete, validated cache."""
+
+    def __init__(self, dataset: PreprocessedDataset, backbone_id: str, checkpoint_sha256: str):
+        self.path = cache_path(dataset.root, backbone_id)
+        if not self.path.exists():
+            if partial_path(self.path).exists():
+                hint = " (an interrupted embed left a .partial file; rerun it)"
+            else:
+                others = sorted(p.stem for p in self.path.parent.glob("*.h5"))
+                hint = f" (caches here: {', '.join(others)}; use the --backbone/--checkpoint they were made with)" if others else ""
+            raise MedpromptError(f"{self.path}: no embedding cache{hint}; run `medprompt embed {dataset.root}` first")
+        with _open(self.path, "r") as f:
+            check_provenance(
+                self.path,
+                f.attrs,
+                {"backbone_id": backbone_id, "checkpoint_sha256": checkpoint_sha256,
+                 "preprocessing_fingerprint": dataset.fingerprint},
+            )
+            ids = f["slice_id"].asstr()[:]
+            if list(ids) != list(dataset.manifest.slice_id):
+                raise MedpromptError(f"{self.path}: its slice_id list differs from {dataset.manifest_path}")
+            self.image_pe = torch.from_numpy(f["image_pe"][:]).unsqueeze(0)
+            self.shape = f["embeddings"].shape
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Embeddings [len(rows),256,64,64] float16 for manifest row positions (sorted runs read as slices)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float16)
+        with h5py.File(self.path, "r") as f:
+            out[order] = read_rows(f["embeddings"], rows[order])
+        return out
+
+    def fits_in_memory(self, count: int) -> bool:
+        """Whether `count` embeddings are small enough to hold in memory."""
+        return count * int(np.prod(self.shape[1:])) * 2 <= IN_MEMORY_LIMIT_BYTES

@@ -1,0 +1,151 @@
+"""Automatic segmentation: encoder -> method (prompts, mask decoder) (-> box-prompted second pass) -> mask.
+
+No box and no label is needed. The box-prompted path (MedSAM given the tight
+ground-truth boxes, the `box_prompted` method) is here too: it is the upper
+bound the paper compares with.
+The first pass can be averaged over the slice's flips and turns (`orientations`),
+each encoded again. `predict_dataset` segments a preprocessed dataset into
+`predictions.h5` and, when the manifest records the source geometry, volumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medprompt.common.device import autocast
+from medprompt.common.errors import MedpromptError
+from medprompt.data.boxes import Boxes, boxes_from_dataset
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.inference.reconstruct import check_reconstructable, reconstruct
+from medprompt.inference.store import has_source_geometry, prediction_folder, write_predictions
+from medprompt.methods import Method, Slices
+from medprompt.methods.box_prompted import BoxPrompted
+from medprompt.methods.orientations import ORIENTATION_SETS, check_orientations, orient_array, unorient_tensor
+from medprompt.methods.refinement import RefineConfig, refine
+from medprompt.methods.run_dir import TrainedModel
+from medprompt.methods.slice_inputs import dataset_batches, image_slices, reads_for
+
+
+@torch.no_grad()
+def segment_slices(method: Method, slices: Slices, size: tuple[int, int],
+                   refine_config: RefineConfig = RefineConfig(), images: np.ndarray | None = None,
+                   orientations: str = "none") -> torch.Tensor:
+    """Foreground probabilities [B,H,W]: the method's first pass (averaged over the slices' `orientations`, which
+    needs their grey `images` [B,H,W]), then refined if enabled."""
+    backbone = method.backbone
+    with autocast(backbone.device):
+        probs = first_pass(method, slices, size)
+        chosen = ORIENTATION_SETS[orientations]
+        for orientation in chosen:
+            turned = orient_array(images, orientation)
+            turned_slices = image_slices(backbone, turned, method.reads)
+            probs = probs + unorient_tensor(first_pass(method, turned_slices, turned.shape[1:]), orientation)
+        return refine(method, slices.embeddings, probs / (1 + len(chosen)), size, refine_config)
+
+
+def first_pass(method: Method, slices: Slices, size: tuple[int, int]) -> torch.Tensor:
+    """Probabilities [B,H,W] of the method's own prediction."""
+    return torch.sigmoid(method.backbone.logits_to_image(method(slices), size))[:, 0].float()
+
+
+@torch.no_grad()
+def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, progress: bool = True,
+                   refine_config: RefineConfig = RefineConfig(), orientations: str = "none") -> np.ndarray:
+    """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
+    if method.needs_boxes:
+        raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
+    reads = reads_for(method.reads, refine_config.enabled)
+    out = np.zeros(images.shape, dtype=np.float32)
+    for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
+        batch = images[start : start + batch_size]
+        probs = segment_slices(method, image_slices(method.backbone, batch, reads), images.shape[1:], refine_config,
+                               batch, orientations)
+        out[start : start + len(probs)] = probs.float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, batch_size: int = 8,
+                    progress: bool = True, refine_config: RefineConfig = RefineConfig(),
+                    orientations: str = "none") -> np.ndarray:
+    """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
+    size = dataset.shape[1:]
+    out = np.zeros((len(rows), *size), dtype=np.float32)
+    position = {r: i for i, r in enumerate(rows)}
+    bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
+    reads = reads_for(method.reads, refine_config.enabled)
+    for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
+        images = dataset.images(batch) if ORIENTATION_SETS[orientations] else None
+        probs = segment_slices(method, slices, size, refine_config, images, orientations)
+        out[[position[r] for r in batch]] = probs.float().cpu().numpy()
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+@torch.no_grad()
+def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
+                         batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """Probabilities [len(rows),H,W] of the method's decoder prompted with each slice's boxes (union over boxes)."""
+    backbone = method.backbone
+    size = dataset.shape[1:]
+    out = np.zeros((len(rows), *size), dtype=np.float32)
+    ids = dataset.manifest.slice_id.to_numpy()
+    position = {r: i for i, r in enumerate(rows)}
+    bar = tqdm(total=len(rows), desc="box prompts", unit="slice", disable=not progress)
+    for batch, slices in dataset_batches(dataset, backbone, rows, ("embeddings",), batch_size):
+        embeddings = slices.embeddings
+        owner, prompt_boxes = [], []
+        for j, r in enumerate(batch):
+            for box in boxes[ids[r]]:
+                owner.append(j)
+                prompt_boxes.append(box)
+        if prompt_boxes:
+            owner_t = torch.tensor(owner, device=backbone.device)
+            with autocast(backbone.device):
+                logits = method.prompt_with_boxes(embeddings[owner_t], np.array(prompt_boxes), size)
+            probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].float()
+            index = owner_t.view(-1, 1, 1).expand_as(probs)
+            merged = torch.zeros((len(batch), *size), device=probs.device).scatter_reduce_(0, index, probs, "amax")
+            out[[position[r] for r in batch]] = merged.cpu().numpy()
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
+                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
+    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
+    dataset = PreprocessedDataset(dataset_dir)
+    rows = dataset.rows() if splits is None else np.flatnonzero(dataset.manifest.split.isin(list(splits)).to_numpy())
+    if len(rows) == 0:
+        raise MedpromptError(f"{dataset.manifest_path}: no slice in split {list(splits or [])}")
+    label = int(model.config["dataset"]["target_label"])
+    manifest = dataset.manifest.iloc[rows].reset_index(drop=True)
+    geometry = has_source_geometry(manifest)
+    if geometry:
+        check_reconstructable(manifest)
+    box_prompt = box_prompt or model.method.needs_boxes
+    if box_prompt:
+        if not dataset.has_masks:
+            raise MedpromptError(f"{dataset.slices_path}: no masks to take the box prompts from")
+        boxes = boxes_from_dataset(dataset, rows, label)
+        bound = model.method if model.method.needs_boxes else BoxPrompted(model.backbone, model.config["train"])
+        probs = box_prompted_dataset(bound, dataset, rows, boxes, batch_size, progress)
+    else:
+        check_orientations(model.orientations, tuple(dataset.shape[1:]))
+        probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine, model.orientations)
+    masks = ((probs > 0.5) * label).astype(np.uint8)
+    attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
+             "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt),
+             "orientations": "none" if box_prompt else model.orientations}
+    with prediction_folder(out_dir) as written:
+        written.append(write_predictions(out_dir, manifest, masks, attrs))
+        if geometry:
+            written += reconstruct(manifest, masks, out_dir, kind="label")
+    return written
