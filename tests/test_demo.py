@@ -26,7 +26,7 @@ def test_ten_shot_box_only_segments_every_held_out_patient(demo):
     assert len(table) == 3  # the synthetic test patients
     assert table.dice_box_prompted.min() >= 0.95  # LiteMedSAM given the true boxes: the geometry is right end to end
     # the learned prompts leave no held-out patient empty; they stay well below the box-prompted bound on
-    # LiteMedSAM (README, "What the learned prompts reach")
+    # LiteMedSAM (docs/results.md)
     assert table.dice.min() > 0.1 and table.dice.mean() >= 0.55
     assert len(list((out / "run" / "predictions").glob("*.nii.gz"))) == len(table)
     assert len(list((out / "run" / "overlays").glob("*_largest.png"))) == len(table)

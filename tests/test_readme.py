@@ -141,6 +141,13 @@ def test_the_documents_hold_the_pipeline_and_every_verb():
     assert "geometry.target_spacing=[1.0, 1.0]" in continued.argv  # a backslash continuation is one command
 
 
+def test_the_readme_fits_on_a_screen_and_links_every_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    pages = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages and {page for page in pages if f"]({page})" not in readme} == set()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real samples (../shared/data) are absent")
 @pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.where} {' '.join(c.argv[:2])}" for c in COMMANDS])
