@@ -34,7 +34,8 @@ from medprompt.data.dataset import PreprocessedDataset
 from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
 from medprompt.inference.segment import predict_dataset
 from medprompt.methods.run_dir import load_trained
-from medprompt.training.trainer import load_train_config, train
+from medprompt.training.recipe import load_train_config
+from medprompt.training.run import train
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, preprocess
 
 SPLITS = "splits.sizes={train: 6, val: 2, test: 4}"

@@ -8,7 +8,8 @@ import torch
 from medprompt.common.errors import MedpromptError
 from medprompt.methods import Slices
 from medprompt.training.augmentation import AugmentConfig, SliceAugmentation
-from medprompt.training.trainer import load_train_config, train
+from medprompt.training.recipe import load_train_config
+from medprompt.training.run import train
 from tiny_backbone import NO_COLLAPSE_CHECK
 
 CROP = (256, 192)  # the part of the 256 frame a 64x48 slice covers

@@ -11,7 +11,8 @@ from helpers import interrupt_on_call
 from medprompt.common.config import load_config
 from medprompt.common.errors import MedpromptError
 from medprompt.training.collapse import EMPTY, FULL, HEALTHY, CollapseConfig, box_fill, classify
-from medprompt.training.trainer import Trainer, train
+from medprompt.training.run import train
+from medprompt.training.trainer import Trainer
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

@@ -40,7 +40,7 @@ def test_config_option_takes_a_bundled_name():
 
 
 def test_encoder_prompts_config_is_ptsam_with_prompts_in_the_encoder_and_the_method_defaults():
-    from medprompt.training.trainer import load_train_config
+    from medprompt.training.recipe import load_train_config
 
     config = load_train_config(path="encoder_prompts")
     assert (config["method"], config["supervision"], config["epochs"]) == ("ptsam", "pseudo_masks", 30)

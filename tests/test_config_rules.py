@@ -6,7 +6,7 @@ from medprompt.common.config import load_config
 from medprompt.common.config_rules import Rule, check_config
 from medprompt.common.errors import MedpromptError
 from medprompt.methods import available_methods, method_class
-from medprompt.training.trainer import TRAIN_RULES, load_train_config
+from medprompt.training.recipe import TRAIN_RULES, load_train_config
 from preprocessing.pipeline import PREPROCESS_RULES
 
 
@@ -61,3 +61,25 @@ def test_train_overrides_outside_their_rules_are_named(override, message):
 def test_preprocess_overrides_outside_their_rules_are_named(override, key):
     with pytest.raises(MedpromptError, match=f"config key {key}:"):
         check_config(load_config("acdc", overrides=[override]), PREPROCESS_RULES)
+
+
+def test_the_recipe_is_typed_section_by_section():
+    from medprompt.cli.main import build_parser
+    from medprompt.training.box_losses import BoxLossConfig
+    from medprompt.training.collapse import CollapseConfig
+    from medprompt.training.recipe import TrainConfig
+    from medprompt.training.selection import SelectionConfig
+    from medprompt.training.supervision import SUPERVISIONS, MaskSupervision
+
+    recipe = TrainConfig.from_mapping(load_train_config(overrides=["collapse.patience=3", "loss.size_bounds=[0.2, 0.8]",
+                                                                   "selection.split=null", "supervision=masks"]))
+    assert recipe.collapse == CollapseConfig(empty_below=0.05, full_above=0.9, patience=3, max_recoveries=3)
+    assert recipe.loss == BoxLossConfig(size_bounds=(0.2, 0.8)) and recipe.selection == SelectionConfig(split=None)
+    assert isinstance(recipe.supervision_strategy(), MaskSupervision) and recipe.values["collapse"]["patience"] == 3
+    # every section key can be set, under its dotted name, and the command line offers every supervision
+    assert {"refine.box_margin", "augment.rotate", "selection.after", "collapse.patience", "loss.w_size"} <= set(TRAIN_RULES)
+    train_verb = build_parser()._subparsers._group_actions[0].choices["train"]
+    choices = next(a.choices for a in train_verb._actions if a.dest == "supervision")
+    assert sorted(choices) == sorted(SUPERVISIONS)
+    with pytest.raises(MedpromptError, match="config key collapse.patience: 0 is not allowed"):
+        TrainConfig.from_mapping(load_train_config(overrides=["collapse.patience=0"]))

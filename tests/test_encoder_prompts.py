@@ -16,7 +16,9 @@ from medprompt.inference.segment import predict_dataset
 from medprompt.inference.store import read_predictions
 from medprompt.methods import Slices, build_method, method_class
 from medprompt.methods.run_dir import WEIGHTS, load_trained
-from medprompt.training.trainer import Trainer, load_train_config, train
+from medprompt.training.recipe import load_train_config
+from medprompt.training.run import train
+from medprompt.training.trainer import Trainer
 from tiny_backbone import NO_COLLAPSE_CHECK, VIT_NAME, build_tiny_backbone, build_tiny_vit_backbone
 
 VPT = "ptsam.encoder_vpt=2"

@@ -18,7 +18,9 @@ from medprompt.methods.lora import LoRALinear
 from medprompt.methods.refinement import RefineConfig
 from medprompt.methods.run_dir import WEIGHTS, load_trained
 from medprompt.training.mask_targets import MaskLoss, low_res_masks, pseudo_masks
-from medprompt.training.trainer import Trainer, load_train_config, train
+from medprompt.training.recipe import load_train_config
+from medprompt.training.run import train
+from medprompt.training.trainer import Trainer
 from tiny_backbone import NO_COLLAPSE_CHECK, build_tiny_backbone
 
 TRAINABLE = sorted(name for name, cls in METHODS.items() if cls.trainable)

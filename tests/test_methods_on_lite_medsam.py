@@ -14,7 +14,7 @@ import pytest
 from helpers import SHARED_DATA
 from medprompt.cli.main import main
 from medprompt.methods import METHODS
-from medprompt.training.trainer import load_train_config
+from medprompt.training.recipe import load_train_config
 
 # the three smallest volumes of the samples (7, 8 and 8 slices at ED): one patient per split
 PATIENTS = ("patient022", "patient024", "patient063")

@@ -16,7 +16,8 @@ from medprompt.inference.segment import segment_images
 from medprompt.methods import Slices
 from medprompt.methods.orientations import ORIENTATION_SETS, add_orientations, orient_array, orient_boxes
 from medprompt.methods.run_dir import load_trained
-from medprompt.training.trainer import Trainer, check_run_request, train
+from medprompt.training.run import check_run_request, train
+from medprompt.training.trainer import Trainer
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

@@ -84,7 +84,8 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
     from torch.nn import functional as F
 
     from medprompt.common.config import load_config
-    from medprompt.training.trainer import Trainer, check_run_request
+    from medprompt.training.run import check_run_request
+    from medprompt.training.trainer import Trainer
     from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
     dataset, backbone = setup
@@ -116,7 +117,9 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
 def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_the_tuned_decoder(setup, tmp_path,
                                                                                                 supervision):
     """Against the batch's targets, or its annotated boxes (not the boxes the first pass gave the second)."""
-    from medprompt.training.trainer import Trainer, check_run_request, load_train_config
+    from medprompt.training.recipe import load_train_config
+    from medprompt.training.run import check_run_request
+    from medprompt.training.trainer import Trainer
     from tiny_backbone import NO_COLLAPSE_CHECK
 
     dataset, backbone = setup
@@ -132,7 +135,7 @@ def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_t
     assert set(terms) == {"second_pass_loss"}
     box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
     box = prompt_box(box, trainer.refine, trainer.image_size)
-    assert trainer.refine.box_margin > 0 and trainer.supervision == supervision
+    assert trainer.refine.box_margin > 0 and trainer.supervision.name == supervision
     second = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
     expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), *batch_of(trainer, 2))
     assert float(terms["second_pass_loss"].detach()) == pytest.approx(float(expected["loss"].detach()), rel=1e-5)

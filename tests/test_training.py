@@ -9,7 +9,9 @@ from helpers import interrupt_on_call
 from medprompt.common.config import load_config
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import select_training_set
-from medprompt.training.trainer import Trainer, resumed_train_config, train
+from medprompt.training.recipe import resumed_train_config
+from medprompt.training.run import train
+from medprompt.training.trainer import Trainer
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
 
 

@@ -31,7 +31,7 @@ from medprompt.evaluation.metrics import mean_std
 from medprompt.evaluation.overlays import draw_overlays
 from medprompt.inference.segment import predict_dataset
 from medprompt.methods.run_dir import load_trained
-from medprompt.training.trainer import train
+from medprompt.training.run import train
 from preprocessing import phantoms
 from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS, format_summary, preprocess
 

@@ -12,7 +12,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from medprompt.backbones import load_backbone
     from medprompt.common.device import resolve_device
     from medprompt.data.dataset import PreprocessedDataset
-    from medprompt.training.trainer import check_run_request, load_train_config, resumed_train_config, train
+    from medprompt.training.recipe import load_train_config, resumed_train_config
+    from medprompt.training.run import check_run_request, train
 
     overrides = list(args.overrides)
     for key in ("shots", "seed", "epochs", "supervision"):

@@ -8,7 +8,7 @@ allowed, so a typo costs one line instead of a traceback halfway through a run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from medprompt.common.errors import MedpromptError
 
@@ -73,6 +73,9 @@ class Rule:
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
+FRACTION = Rule("number", 0, 1)
+
+
 def lookup(config: Mapping[str, Any], key: str) -> Any:
     """The value at a dotted key (None where a section or the key is missing)."""
     node: Any = config
@@ -98,3 +101,20 @@ def check_config(config: Mapping[str, Any], rules: Mapping[str, Rule]) -> None:
         if not rule.accepts(value):
             raise MedpromptError(f"config key {key}: {value!r} is not allowed; it takes {rule.describe()} "
                                  f"(--set {key}=...)")
+
+
+class ConfigSection:
+    """Base of a config section kept as a frozen dataclass: its fields, their `--set` rules (`RULES`, keys relative
+    to the section) and its parsing live together, in the module that uses the section."""
+
+    RULES: ClassVar[dict[str, Rule]] = {}
+
+    @classmethod
+    def section_rules(cls, section: str) -> dict[str, Rule]:
+        """The rules under their dotted keys in a config (`refine.min_island`, ...)."""
+        return {f"{section}.{key}": rule for key, rule in cls.RULES.items()}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> Any:
+        """The section from its (checked) mapping; keys left out keep their defaults."""
+        return cls(**dict(values or {}))

@@ -18,13 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from medprompt.common.config_rules import FRACTION, ConfigSection, Rule
 from medprompt.data.boxes import main_box
 from medprompt.methods import Method
 
 
 @dataclass(frozen=True)
-class RefineConfig:
+class RefineConfig(ConfigSection):
     """`refine` section of a training config (recorded with the run; read again at prediction)."""
+
+    RULES = {"enabled": Rule("bool"), "min_island": FRACTION, "box_margin": Rule("number", 0, 0.5),
+             "distill": Rule("number", 0), "second_pass_loss": Rule("number", 0)}
 
     enabled: bool = False
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
@@ -35,7 +39,7 @@ class RefineConfig:
     @classmethod
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
         """The run's setting (checked by the training rules); runs recorded before it existed don't refine."""
-        return cls(**(train_cfg.get("refine") or {}))
+        return cls.from_mapping(train_cfg.get("refine"))
 
 
 def prompt_box(box: np.ndarray | None, config: RefineConfig, size: tuple[int, int]) -> np.ndarray | None:

@@ -11,30 +11,29 @@ augmented. The draw is a function of (seed, epoch, batch): a resumed run repeats
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from monai.transforms import RandAdjustContrast, RandAffine
 from torch.nn import functional as F
 
+from medprompt.common.config_rules import FRACTION, ConfigSection, Rule
 from medprompt.data.boxes import main_box
 from medprompt.methods import Slices
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(ConfigSection):
     """`augment` section of a training config."""
+
+    RULES = {"enabled": Rule("bool"), "rotate": Rule("number", 0, 180), "scale": Rule("number", 0, 0.9),
+             "translate": Rule("number", 0, 0.5), "contrast": FRACTION}
 
     enabled: bool = False
     rotate: float = 15.0     # degrees, either way
     scale: float = 0.15      # relative size change, either way
     translate: float = 0.08  # fraction of the frame, either way
     contrast: float = 0.5    # probability of a gamma in [0.7, 1.5] on the intensities
-
-    @classmethod
-    def from_train_config(cls, train_cfg: dict[str, Any]) -> AugmentConfig:
-        return cls(**(train_cfg.get("augment") or {}))
 
 
 class SliceAugmentation:

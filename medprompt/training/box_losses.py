@@ -17,16 +17,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from medprompt.common.config_rules import ConfigSection, Rule
+
 
 @dataclass(frozen=True)
-class BoxLossConfig:
-    """The weights and barrier of the paper's recipe."""
+class BoxLossConfig(ConfigSection):
+    """`loss` section of a training config: the weights and barrier of the paper's recipe."""
+
+    RULES = {"band_width": Rule("int", 0), "t": Rule("number", 1e-12),
+             "size_bounds": Rule("numbers", 0, 1, length=2, increasing=True), "w_outside": Rule("number", 0),
+             "w_tightness": Rule("number", 0), "w_size": Rule("number", 0)}
 
     band_width: int = 5
     t: float = 5.0
@@ -34,6 +40,13 @@ class BoxLossConfig:
     w_outside: float = 1.0
     w_tightness: float = 1e-4
     w_size: float = 1e-2
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> BoxLossConfig:
+        values = dict(values or {})
+        if "size_bounds" in values:
+            values["size_bounds"] = tuple(values["size_bounds"])
+        return cls(**values)
 
 
 def log_barrier(z: torch.Tensor, t: float) -> torch.Tensor:

@@ -18,16 +18,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from medprompt.common.config_rules import FRACTION, ConfigSection, Rule
 from medprompt.training.box_losses import box_union_mask
 
 HEALTHY, EMPTY, FULL = "healthy", "empty", "full"
 
 
 @dataclass(frozen=True)
-class CollapseConfig:
+class CollapseConfig(ConfigSection):
     """An epoch is unhealthy when its mean fills inside and outside the boxes are both under `empty_below`, or
     its mean fill of the area outside the boxes is over `full_above`; `patience` unhealthy epochs in a row are a collapse; a run restarts from a
     new initialisation at most `max_recoveries` times."""
+
+    RULES = {"empty_below": FRACTION, "full_above": FRACTION, "patience": Rule("int", 1),
+             "max_recoveries": Rule("int", 0)}
 
     empty_below: float = 0.05
     full_above: float = 0.9

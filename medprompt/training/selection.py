@@ -8,17 +8,33 @@ epoch with the best mean is the one a run keeps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from medprompt.backbones import Backbone
+from medprompt.common.config_rules import FRACTION, ConfigSection, Rule
 from medprompt.common.device import autocast
 from medprompt.data.boxes import main_box
 from medprompt.methods import Method, Slices
 
 BATCH = 8
+
+
+@dataclass(frozen=True)
+class SelectionConfig(ConfigSection):
+    """`selection` section of a training config: which split's boxes score the epochs (None: keep the last), from
+    which fraction of the schedule on, how often, and on at most how many slices."""
+
+    RULES = {"split": Rule("choice", choices=("train", "val", "test"), nullable=True), "every": Rule("int", 1),
+             "max_slices": Rule("int", 1), "after": FRACTION}
+
+    split: str | None = "val"
+    every: int = 5
+    max_slices: int = 32
+    after: float = 0.5
 
 
 def box_area(box: np.ndarray) -> int:
