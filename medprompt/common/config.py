@@ -119,11 +119,13 @@ OVERLAYS = {"paper": "train", "encoder_prompts": "train"}
 
 
 def bundled_config_names() -> list[str]:
-    """Names of the configs shipped with the package: datasets and recipes, then `methods/NAME` (one per method)."""
+    """Names of the configs shipped with the package: datasets and recipes, then `methods/NAME` (one per method)
+    and `benchmarks/NAME` (the `medprompt benchmark` protocols)."""
     root = resources.files("medprompt.configs")
     top = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
-    methods = sorted(f"methods/{p.name[:-5]}" for p in (root / "methods").iterdir() if p.name.endswith(".yaml"))
-    return top + methods
+    nested = [sorted(f"{folder}/{p.name[:-5]}" for p in (root / folder).iterdir() if p.name.endswith(".yaml"))
+              for folder in ("methods", "benchmarks")]
+    return top + [name for names in nested for name in names]
 
 
 def describe_configs() -> str:

@@ -199,7 +199,7 @@ def select_training_set(
 ) -> TrainingSet:
     """Training slices with their boxes: from the user's box file, or derived from the train split's masks.
 
-    With `shots`, a seeded subset of that many slices (among those with the target) is kept.
+    With `shots`, a subset of that many slices (among those with the target) is drawn with `subset` (else `seed`).
     """
     if boxes_csv is not None:
         boxes = read_box_csv(boxes_csv, dataset)
@@ -222,7 +222,7 @@ def select_training_set(
             raise MedpromptError(f"--shots {shots}: the train split of {dataset.root} has only {len(candidates)} "
                                  f"slices with the target; use --shots {len(candidates)} or fewer, or preprocess more "
                                  "patients, frames or views into it")
-        rng = np.random.default_rng(train_cfg["seed"])
+        rng = np.random.default_rng(train_cfg["seed"] if train_cfg.get("subset") is None else train_cfg["subset"])
         candidates = np.sort(rng.choice(candidates, size=shots, replace=False))
     ids = [dataset.manifest.slice_id.iloc[r] for r in candidates]
     return TrainingSet(candidates, ids, {s: boxes[s] for s in ids})

@@ -40,7 +40,7 @@ TRAIN_RULES = {
     "supervision": Rule("choice", choices=tuple(SUPERVISIONS)),
     "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
-    "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "label": Rule("int", 0, nullable=True),
+    "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "subset": Rule("int", 0, nullable=True), "label": Rule("int", 0, nullable=True),
     "orientations": Rule("choice", choices=tuple(ORIENTATION_SETS)),
     "min_target_area": Rule("int", 1), "cpu_precision": Rule("choice", choices=PRECISIONS),
     **{key: rule for name, section in SECTIONS.items() for key, rule in section.section_rules(name).items()},

@@ -1,0 +1,291 @@
+"""The `benchmark` verb: a protocol's table (tasks x methods x shots x subsets x seeds) in one resumable command.
+
+Each cell is an ordinary run through the verbs' own code: preprocess and embed once per task data, then train,
+predict the test split and evaluate. A cell is finished when its `cell.json` exists; a rerun skips finished
+cells and redoes a killed one from the start. Outputs in --out:
+
+    protocol.yaml             the resolved protocol (a different one is refused)
+    data/<dataset>_<hash>/    each task's preprocessed dataset and its embedding cache
+    cells/<task>/<method>/shots<k>_subset<s>_seed<r>/   run/, predictions/, slices.csv, cases.csv, cell.json
+    runs.csv                  one row per run
+    summary.csv, summary.md, summary.png   per task and method (`medprompt.evaluation.summary`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from medprompt.cli.options import Verb, add_device
+
+CELL_DONE = "cell.json"
+RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
+               "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "train_s", "predict_s"]
+# 2-core CPU figures of benchmarks/bench_backbone.py (LiteMedSAM): a training step of 4 slices per encoded slice
+STEP_PER_ENCODE = 0.6 / 0.95
+
+
+class Cell(NamedTuple):
+    """One run of the protocol."""
+
+    task: str
+    method: str
+    shots: int | str
+    subset: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.method}/shots{self.shots}_subset{self.subset}_seed{self.seed}"
+
+
+def load_protocol(name: str, data: Path | None, overrides: list[str]) -> dict[str, Any]:
+    """A bundled protocol (`benchmarks/NAME`) or a YAML file, with --data and --set applied, checked."""
+    from medprompt.common.config import apply_overrides, bundled_config_path, read_yaml
+    from medprompt.common.errors import MedpromptError
+
+    path = Path(name)
+    protocol = read_yaml(path if path.suffix in (".yaml", ".yml") else bundled_config_path(f"benchmarks/{name}"))
+    protocol = apply_overrides(protocol, overrides)
+    if data is not None:
+        protocol["data"] = str(data)
+    for key in ("tasks", "methods"):
+        if not isinstance(protocol.get(key), dict) or not protocol[key]:
+            raise MedpromptError(f"protocol {name}: `{key}` must map names to settings")
+    for key in ("shots", "subsets", "seeds"):
+        values = protocol.get(key)
+        if not isinstance(values, list) or not values:
+            raise MedpromptError(f"protocol {name}: `{key}` must be a non-empty list")
+    for task, spec in protocol["tasks"].items():
+        missing = [k for k in ("dataset", "raw", "label") if not isinstance(spec, dict) or k not in spec]
+        if missing:
+            raise MedpromptError(f"protocol {name}: task {task} lacks {', '.join(missing)}")
+    for method, spec in protocol["methods"].items():
+        if not isinstance(spec, dict) or "method" not in spec:
+            raise MedpromptError(f"protocol {name}: method {method} lacks `method` (a registered method)")
+    return protocol
+
+
+def protocol_cells(protocol: dict[str, Any]) -> list[Cell]:
+    """Every run: per task, per method, its shots x subsets x seeds (one run for a bound)."""
+    cells = []
+    for task in protocol["tasks"]:
+        for name, spec in protocol["methods"].items():
+            if spec.get("bound"):
+                cells.append(Cell(task, name, "all", 0, 0))
+                continue
+            for shots in spec.get("shots", protocol["shots"]):
+                for subset in spec.get("subsets", protocol["subsets"]):
+                    for seed in spec.get("seeds", protocol["seeds"]):
+                        cells.append(Cell(task, name, shots, int(subset), int(seed)))
+    return cells
+
+
+def raw_folder(protocol: dict[str, Any], task: str) -> Path:
+    spec = protocol["tasks"][task]
+    return Path(spec.get("data") or protocol["data"]) / spec["raw"]
+
+
+def task_data(out: Path, protocol: dict[str, Any], task: str) -> Path:
+    """The preprocessed dataset a task reads: shared by tasks with the same raw folder and preprocessing."""
+    spec = protocol["tasks"][task]
+    identity = json.dumps([spec["dataset"], str(raw_folder(protocol, task)), spec.get("preprocess") or []])
+    return out / "data" / f"{spec['dataset']}_{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def prepare_task(out: Path, protocol: dict[str, Any], task: str, backbone) -> Any:
+    """Preprocess (once) and embed (resumable) a task's data; the dataset."""
+    from medprompt.backbones.embedding_cache import build_cache
+    from medprompt.common.config import load_config
+    from medprompt.data.dataset import PreprocessedDataset
+    from preprocessing.pipeline import preprocess
+
+    spec, root = protocol["tasks"][task], task_data(out, protocol, task)
+    if not (root / "manifest.csv").is_file():
+        config = load_config(spec["dataset"], overrides=list(spec.get("preprocess") or []))
+        preprocess(spec["dataset"], raw_folder(protocol, task), root, config, overwrite=True)
+    dataset = PreprocessedDataset(root)
+    build_cache(dataset, backbone, progress=False)
+    return dataset
+
+
+def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path) -> dict[str, Any]:
+    """Train, predict the test split and evaluate one cell; its row (also written as the cell's `cell.json`)."""
+    from medprompt.common.atomic import atomic_path
+    from medprompt.common.errors import MedpromptError
+    from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
+    from medprompt.inference.segment import predict_dataset
+    from medprompt.methods.run_dir import load_trained
+    from medprompt.training.recipe import load_train_config
+    from medprompt.training.run import train
+    from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
+
+    folder = out / "cells" / cell.key
+    if (folder / CELL_DONE).is_file():
+        return json.loads((folder / CELL_DONE).read_text())
+    if folder.exists():
+        shutil.rmtree(folder)  # a killed cell starts over
+    folder.mkdir(parents=True)
+    task, spec = protocol["tasks"][cell.task], protocol["methods"][cell.method]
+    given = [f"label={task['label']}", f"seed={cell.seed}", f"subset={cell.subset}",
+             *(f"{k}={spec[k]}" for k in ("supervision",) if spec.get(k)), *protocol.get("set", []),
+             *spec.get("set", [])]
+    if cell.shots != "all":
+        available = len(dataset.rows("train", with_target=True))
+        given.append(f"shots={min(int(cell.shots), available)}")
+    row = {"cell": cell.key, "task": cell.task, "method": cell.method, "method_name": spec["method"],
+           "shots": cell.shots, "subset": cell.subset, "seed": cell.seed, "status": "ok", "test_slices": 0}
+    start = time.perf_counter()
+    try:
+        cfg = load_train_config(spec["method"], spec.get("config"), given)
+        row["supervision"] = cfg["supervision"]
+        train(dataset, backbone, cfg, folder / "run", checkpoint=protocol.get("checkpoint"), progress=False)
+    except MedpromptError as exc:
+        row["status"] = f"no model: {exc}"
+    row["train_s"] = round(time.perf_counter() - start, 1)
+    if row["status"] == "ok":
+        start = time.perf_counter()
+        model = load_trained(folder / "run", backbone.device, checkpoint=protocol.get("checkpoint"))
+        predict_dataset(model, dataset.root, folder / "predictions", ["test"], progress=False)
+        row["predict_s"] = round(time.perf_counter() - start, 1)
+        slices = evaluate_slices(folder / "predictions", dataset.root)
+        slices.to_csv(folder / "slices.csv", index=False)
+        scored = slices[slices.has_target]
+        row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()))
+        if task.get("volumes"):
+            cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
+                                        labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
+            cases.to_csv(folder / "cases.csv", index=False)
+            row.update(dice_3d=float(cases.dice.mean()), hd95_mm=float(cases.hd95_mm.mean()),
+                       assd_mm=float(cases.assd_mm.mean()))
+    row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    with atomic_path(folder / CELL_DONE) as tmp:
+        tmp.write_text(json.dumps(row, indent=1))
+    return row
+
+
+def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
+    """Refuse an --out that holds another protocol, naming what differs; record the protocol in a new one."""
+    from medprompt.common.atomic import atomic_path
+    from medprompt.common.config import dump_config, read_yaml
+    from medprompt.common.errors import MedpromptError
+    from medprompt.common.output_paths import check_output_folder
+    from medprompt.training.recipe import setting_differences
+
+    check_output_folder(out, "--out")
+    recorded = out / "protocol.yaml"
+    if recorded.is_file():
+        differences = setting_differences(read_yaml(recorded), protocol)
+        if differences:
+            raise MedpromptError(f"{recorded}: another protocol ran here ({'; '.join(differences[:3])}); use another "
+                                 "--out, or the same protocol and settings to resume")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(recorded) as tmp:
+        dump_config(protocol, tmp)
+
+
+def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """runs.csv, summary.csv, summary.md and summary.png from the cells' rows; the Markdown table."""
+    import pandas as pd
+
+    from medprompt.common.atomic import atomic_path
+    from medprompt.evaluation.summary import summarise, summary_markdown, summary_plot
+
+    runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    tables = {}
+    for row in rows:
+        path = out / "cells" / row["cell"] / "slices.csv"
+        if path.is_file():
+            table = pd.read_csv(path, dtype={"slice_id": str, "case": str})
+            manifest = pd.read_csv(task_data(out, protocol, row["task"]) / "manifest.csv", dtype=str,
+                                   usecols=["case", "patient"]).drop_duplicates("case")
+            tables[row["cell"]] = table.merge(manifest, on="case", how="left")
+    bounds = {task: name for task in protocol["tasks"] for name, spec in protocol["methods"].items()
+              if spec.get("bound")}
+    departures = {name: spec.get("departures", "") for name, spec in protocol["methods"].items()}
+    summary = summarise(runs, tables, bounds, protocol.get("paper") or {}, departures)
+    markdown = summary_markdown(summary, runs[runs.status != "ok"])
+    for name, write in (("runs.csv", lambda p: runs.to_csv(p, index=False)),
+                        ("summary.csv", lambda p: summary.to_csv(p, index=False, float_format="%.4f")),
+                        ("summary.md", lambda p: p.write_text(markdown)),
+                        ("summary.png", lambda p: summary_plot(summary, p))):
+        with atomic_path(out / name) as tmp:
+            write(tmp)
+    return markdown
+
+
+def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
+    """Each cell's training time from the machine's measured encoder speed and the epochs it runs."""
+    import torch
+
+    from medprompt.training.recipe import load_train_config
+
+    images = torch.rand(1, 256, 256)
+    backbone.encode(images)
+    start = time.perf_counter()
+    backbone.encode(images)
+    encode_s = time.perf_counter() - start
+    lines, total = [], 0.0
+    for cell in cells:
+        spec = protocol["methods"][cell.method]
+        cfg = load_train_config(spec["method"], spec.get("config"), [*protocol.get("set", []), *spec.get("set", [])])
+        shots = 10 if cell.shots == "all" else int(cell.shots)
+        seconds = 0.0 if spec.get("bound") else cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * \
+            STEP_PER_ENCODE * encode_s
+        total += seconds
+        lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
+    return (f"{len(cells)} cells (encoder {encode_s:.2f} s a slice here; `all` shots counted as 10):\n"
+            + "\n".join(lines) + f"\ntotal ~{total / 60:.0f} min of training, plus embedding each task's data once")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from medprompt.backbones import load_backbone
+    from medprompt.common.device import resolve_device
+
+    protocol = load_protocol(args.protocol, args.data, args.overrides)
+    cells = protocol_cells(protocol)
+    backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"), resolve_device(args.device))
+    if args.dry_run:
+        print(estimate(cells, protocol, backbone))
+        return
+    out = Path(args.out)
+    check_protocol_folder(out, protocol)
+    datasets, rows = {}, []
+    for cell in tqdm(cells, desc="benchmark", unit="cell"):
+        if cell.task not in datasets:
+            datasets[cell.task] = prepare_task(out, protocol, cell.task, backbone)
+        rows.append(run_cell(cell, protocol, datasets[cell.task], backbone, out))
+    print(write_summaries(out, protocol, rows), end="")
+
+
+def add_benchmark(p: argparse.ArgumentParser) -> None:
+    p.add_argument("protocol", metavar="PROTOCOL",
+                   help="a bundled protocol (smoke, table1; `medprompt config` lists them as benchmarks/NAME) or a "
+                        "YAML file")
+    p.add_argument("--out", type=Path, required=True, help="output folder; a rerun with it skips finished cells")
+    p.add_argument("--data", type=Path, default=None, help="the folder holding the raw downloads (default: the "
+                   "protocol's `data`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a protocol value (repeatable), e.g. --set \"seeds=[0,1,2]\" --set \"set=[epochs=30]\"")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and estimate their training time, run nothing")
+    add_device(p)
+
+
+VERBS = [
+    Verb("benchmark", cmd_benchmark, add_benchmark,
+         "Run a protocol of runs (the paper's Table 1, or your own) and write its tables.",
+         "each cell is an ordinary train / predict / evaluate run on the task's test split; a rerun skips finished\n"
+         "cells and redoes a killed one; runs.csv has one row per run, summary.md the table with 95% intervals.\n"
+         "example: medprompt benchmark smoke --out bench/smoke\n"
+         "         medprompt benchmark table1 --out bench/table1 --data ~/data --dry-run\n"
+         "         medprompt config benchmarks/table1      (the protocol's keys)"),
+]

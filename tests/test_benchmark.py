@@ -1,0 +1,114 @@
+"""`medprompt benchmark`: a protocol's cells run through the verbs' code, resume, refuse another protocol, and
+summarise with intervals; on a synthetic ACDC download and the random tiny backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from helpers import BOX_SUPERVISION, NO_COLLAPSE_CHECK, expect_error
+from medprompt.cli.benchmark import load_protocol, protocol_cells
+from medprompt.cli.main import main
+from medprompt.evaluation.evaluate import evaluate_slices
+from medprompt.evaluation.summary import bootstrap_interval, summarise
+from preprocessing.phantoms import write_acdc
+
+
+@pytest.fixture(scope="module")
+def protocol_file(tmp_path_factory, tiny_checkpoint):
+    root = tmp_path_factory.mktemp("bench")
+    write_acdc(root / "downloads" / "ACDC", n_patients=5, seed=0)
+    protocol = {
+        "data": str(root / "downloads"), "backbone": "tiny_test", "checkpoint": str(tiny_checkpoint),
+        "tasks": {"acdc_lv": {"dataset": "acdc", "raw": "ACDC", "label": 3, "volumes": True,
+                              "preprocess": ["geometry.size=96", "splits.sizes={train: 3, val: 1, test: 1}"]}},
+        "methods": {"default": {"method": "conv_fc", "set": [NO_COLLAPSE_CHECK, BOX_SUPERVISION, "epochs=1"]},
+                    "bound": {"method": "box_prompted", "bound": True}},
+        "shots": [2], "subsets": [0, 1], "seeds": [0], "set": [], "paper": {"acdc_lv": {"bound": 0.955}},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(protocol, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(protocol_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out") / "out"
+    assert main(["benchmark", str(protocol_file), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_cells_are_tasks_times_methods_times_shots_subsets_and_seeds(protocol_file):
+    cells = protocol_cells(load_protocol(str(protocol_file), None, ["seeds=[0, 1]"]))
+    assert [c.key for c in cells] == ["acdc_lv/default/shots2_subset0_seed0", "acdc_lv/default/shots2_subset0_seed1",
+                                      "acdc_lv/default/shots2_subset1_seed0", "acdc_lv/default/shots2_subset1_seed1",
+                                      "acdc_lv/bound/shotsall_subset0_seed0"]
+
+
+def test_each_run_row_is_what_evaluate_computes_on_its_predictions(finished, tmp_path):
+    runs = pd.read_csv(finished / "runs.csv")
+    assert len(runs) == 3 and set(runs.status) == {"ok"}
+    dataset = next((finished / "data").iterdir())
+    for row in runs.itertuples():
+        scores = evaluate_slices(finished / "cells" / row.cell / "predictions", dataset)
+        assert row.dice_2d == pytest.approx(scores.dice[scores.has_target].mean())
+        assert row.test_slices == scores.has_target.sum() and np.isfinite(row.dice_3d)
+        metrics = tmp_path / f"{row.subset}_{row.method}.csv"
+        assert main(["evaluate", str(finished / "cells" / row.cell / "predictions"), str(dataset), "--out",
+                     str(metrics)]) == 0
+        table = pd.read_csv(metrics)
+        assert row.dice_2d == pytest.approx(table.dice[table.has_target].mean())
+    assert all((finished / "cells" / c / "run" / "method.safetensors").is_file() for c in runs.cell)
+    boxes = [pd.read_csv(finished / "cells" / c / "run" / "train_boxes.csv").slice_id.tolist()
+             for c in runs.cell[runs.method == "default"]]
+    assert boxes[0] != boxes[1]  # subsets draw different slices with the same initialisation seed
+    summary = pd.read_csv(finished / "summary.csv")
+    assert summary.method.tolist() == ["default", "bound"] and summary.bound.tolist() == [False, True]
+    default = summary.iloc[0]
+    assert default.dice_2d == pytest.approx(runs.dice_2d[runs.method == "default"].mean(), abs=1e-4)
+    assert default.fraction_of_bound == pytest.approx(default.dice_2d / summary.iloc[1].dice_2d, abs=1e-3)
+    assert summary.iloc[1].paper == 0.955 and (finished / "summary.png").stat().st_size > 0
+    assert "| acdc_lv | default | 2 (2) |" in (finished / "summary.md").read_text()
+
+
+def test_a_rerun_skips_finished_cells_and_redoes_a_killed_one(finished, protocol_file):
+    unchanged = (finished / "runs.csv").read_text()
+    assert main(["benchmark", str(protocol_file), "--out", str(finished)]) == 0
+    assert (finished / "runs.csv").read_text() == unchanged  # nothing redone: the same rows, timings included
+    before = pd.read_csv(finished / "summary.csv").drop(columns="train_s")
+    done = finished / "cells" / "acdc_lv" / "default" / "shots2_subset0_seed0" / "cell.json"
+    stamp = done.stat().st_mtime_ns
+    killed = finished / "cells" / "acdc_lv" / "default" / "shots2_subset1_seed0"
+    (killed / "cell.json").unlink()  # killed after training: the cell starts over
+    (killed / "slices.csv").unlink()
+    assert main(["benchmark", str(protocol_file), "--out", str(finished)]) == 0
+    assert done.stat().st_mtime_ns == stamp and (killed / "cell.json").is_file()
+    # the same figures; only the redone cell's training time differs
+    pd.testing.assert_frame_equal(pd.read_csv(finished / "summary.csv").drop(columns="train_s"), before)
+
+
+def test_another_protocol_in_the_same_folder_is_refused_by_key(finished, protocol_file, capsys):
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(finished), "--set", "seeds=[1]"],
+                 "another protocol ran here", "seeds: recorded [0], now [1]")
+
+
+def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys):
+    assert main(["benchmark", str(protocol_file), "--out", str(tmp_path / "never"), "--dry-run"]) == 0
+    assert "3 cells" in capsys.readouterr().out and not (tmp_path / "never").exists()
+
+
+def test_intervals_and_fractions_by_hand():
+    assert bootstrap_interval(np.full(5, 0.8)) == (pytest.approx(0.8), pytest.approx(0.8))
+    low, high = bootstrap_interval(np.array([0.0, 1.0] * 20))
+    assert 0.3 < low < 0.5 < high < 0.7
+    runs = pd.DataFrame({"cell": ["a", "b", "c"], "task": "t", "method": ["m", "m", "bound"], "status": "ok",
+                         "test_slices": 2, "dice_2d": [0.6, 0.8, 0.875], "dice_3d": np.nan, "hd95_mm": np.nan,
+                         "train_s": 1.0, "shots": 2, "subset": 0, "seed": 0})
+    table = pd.DataFrame({"patient": ["p1", "p2"], "has_target": True, "dice": [0.5, 0.9]})
+    summary = summarise(runs, {"a": table, "b": table}, {"t": "bound"}, {}, {})
+    row = summary.iloc[0]
+    assert row.dice_2d == pytest.approx(0.7) and row.dice_2d_std == pytest.approx(0.1)
+    assert row.fraction_of_bound == pytest.approx(0.8) and row.test_patients == 2
+    assert 0.5 <= row.ci_low <= row.ci_high <= 0.9
