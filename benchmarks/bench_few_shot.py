@@ -101,7 +101,7 @@ def run_task(name: str, args: argparse.Namespace, backbone) -> list[str]:
             scores.append(0.0)
             continue
         timing = f"{time.perf_counter() - start:.0f} s training" if trained_now else "trained earlier"
-        model = load_trained(run, backbone.device)
+        model = load_trained(run, backbone.device, backbone=backbone)
         predict_dataset(model, dataset.root, run / "test", ["test"], progress=False)
         first_pass = f", {model.method.parameter_count():,} parameters"
         if model.refine.enabled:

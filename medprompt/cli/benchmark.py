@@ -151,7 +151,7 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
     row["train_s"] = round(time.perf_counter() - start, 1)
     if row["status"] == "ok":
         start = time.perf_counter()
-        model = load_trained(folder / "run", backbone.device, checkpoint=protocol.get("checkpoint"))
+        model = load_trained(folder / "run", backbone.device, backbone=backbone)
         predict_dataset(model, dataset.root, folder / "predictions", ["test"], progress=False)
         row["predict_s"] = round(time.perf_counter() - start, 1)
         slices = evaluate_slices(folder / "predictions", dataset.root)
@@ -199,14 +199,14 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     from medprompt.evaluation.summary import summarise, summary_markdown, summary_plot
 
     runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    patients = {task: pd.read_csv(task_data(out, protocol, task) / "manifest.csv", dtype=str,
+                                  usecols=["case", "patient"]).drop_duplicates("case") for task in set(runs.task)}
     tables = {}
     for row in rows:
         path = out / "cells" / row["cell"] / "slices.csv"
         if path.is_file():
             table = pd.read_csv(path, dtype={"slice_id": str, "case": str})
-            manifest = pd.read_csv(task_data(out, protocol, row["task"]) / "manifest.csv", dtype=str,
-                                   usecols=["case", "patient"]).drop_duplicates("case")
-            tables[row["cell"]] = table.merge(manifest, on="case", how="left")
+            tables[row["cell"]] = table.merge(patients[row["task"]], on="case", how="left")
     bounds = {task: name for task in protocol["tasks"] for name, spec in protocol["methods"].items()
               if spec.get("bound")}
     departures = {name: spec.get("departures", "") for name, spec in protocol["methods"].items()}

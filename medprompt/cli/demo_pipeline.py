@@ -122,7 +122,7 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
 
     held_out = [s for s in HELD_OUT if s in set(data_set.manifest.split)]
     print(f"[5/6] predicting the held-out {' + '.join(held_out)} patients, then box prompts (upper bound)")
-    model = load_trained(run_dir, torch_device)
+    model = load_trained(run_dir, torch_device, backbone=backbone)
     predict_dataset(model, out / "dataset", run_dir / "predictions", held_out, progress=progress)
     predict_dataset(model, out / "dataset", run_dir / "upper_bound", held_out, box_prompt=True, progress=progress)
 

@@ -89,7 +89,6 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
     return select_training_set(dataset, train_cfg, boxes_csv)
 
 
-
 def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
           boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
           resume: bool = False, progress: bool = True) -> Path:
