@@ -3,6 +3,8 @@ and a phantom ACDC download taken through preprocess, embed, train and predict."
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,11 @@ from medprompt.cli.main import main
 from medprompt.data.dataset import PreprocessedDataset, write_dataset
 from preprocessing.phantoms import write_acdc
 from tiny_backbone import build_tiny_backbone
+
+
+def pytest_configure(config) -> None:
+    """Exported encoders and engine measurements go to a folder of this test session, never the user's cache."""
+    os.environ["MEDPROMPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="medprompt_cache_")
 
 
 def synthetic_slices(n_cases: int, per_case: int, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from medprompt.backbones.engines import ENGINE_CHOICES, Engine, resolve_engine
 from medprompt.backbones.input_spec import InputSpec
 from medprompt.backbones.sam_modeling import MaskDecoder, PromptEncoder
+from medprompt.common.errors import MedpromptError
 
 
 class Backbone(nn.Module):
@@ -42,6 +44,8 @@ class Backbone(nn.Module):
         self.backbone_id = backbone_id
         self.spec = spec
         self.checkpoint_sha256 = checkpoint_sha256
+        self.engine_request = "torch"
+        self._engine: Engine | None = None
         self.requires_grad_(False)
 
     def freeze(self) -> Backbone:
@@ -61,10 +65,25 @@ class Backbone(nn.Module):
     def embedding_size(self) -> tuple[int, int]:
         return tuple(self.prompt_encoder.image_embedding_size)
 
+    def use_engine(self, request: str) -> Backbone:
+        """Run `encode` through the inference engine `request` (`engines.ENGINE_CHOICES`), chosen when first used."""
+        if request not in ENGINE_CHOICES:
+            raise MedpromptError(f"--engine {request!r}: unknown; choose one of {', '.join(ENGINE_CHOICES)}")
+        self.engine_request = request
+        self._engine = None
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        """The engine `encode` runs on, exported and measured on first use (`engines.resolve_engine`)."""
+        if self._engine is None:
+            self._engine = resolve_engine(self, self.engine_request)
+        return self._engine
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Image embeddings [B,256,64,64] of grey slices [B,H,W]."""
-        return self.image_encoder(self.spec.preprocess(torch.as_tensor(images).to(self.device)))
+        """Image embeddings [B,256,64,64] of grey slices [B,H,W], through the backbone's engine."""
+        return self.engine.run(self.spec.preprocess(torch.as_tensor(images).to(self.device)))
 
     @property
     def encoder_prompt_dims(self) -> tuple[int, ...]:

@@ -3,12 +3,14 @@
 Layout: `embeddings` [N,256,64,64] float16 (one chunk per slice), `slice_id` [N],
 `image_pe` [256,64,64] once, `written` [N] flags, and provenance attributes
 (backbone id, checkpoint sha256, input size and resize policy, preprocessing
-fingerprint, package version, encoder batch size). The file is built under `<id>.h5.partial`, one
+fingerprint, package version, encoder batch size, the engine that encoded it and its
+measured difference from PyTorch). The file is built under `<id>.h5.partial`, one
 batch at a time, so an interrupted run loses at most the batch in flight and a
 rerun continues (with the batch size it started with, so every slice is encoded
 alike); it is renamed to its final name when every slice is written. A
 cache whose provenance differs from the current checkpoint or preprocessing is
-refused.
+refused, and so is one written by an engine that does not agree with the current
+one within the engines' tolerance (a reduced-precision engine agrees with no other).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from medprompt import __version__
 from medprompt.backbones import Backbone
+from medprompt.backbones.engines import TOLERANCE
 from medprompt.common.atomic import partial_path
 from medprompt.common.device import autocast, default_batch_size
 from medprompt.common.errors import MedpromptError
@@ -65,6 +68,22 @@ def check_provenance(path: Path, attrs: h5py.AttributeManager, expected: dict[st
             )
 
 
+def check_engine(path: Path, attrs: h5py.AttributeManager, backbone: Backbone) -> None:
+    """Refuse a cache written by another engine unless both agree with PyTorch within `TOLERANCE` (a cache that
+    records no engine was written by PyTorch)."""
+    engine = backbone.engine
+    written_by = attrs.get("engine", "torch")
+    written_by = written_by.decode() if isinstance(written_by, bytes) else str(written_by)
+    diff = float(attrs.get("engine_max_diff", 0.0))
+    if written_by == engine.name or (diff <= TOLERANCE and engine.agrees):
+        return
+    raise MedpromptError(
+        f"{path}: encoded by the {written_by} engine (max difference from PyTorch {diff:.1e}), which does not agree "
+        f"with the current {engine.name} engine ({engine.max_diff:.1e}) within {TOLERANCE:.0e}; use --engine "
+        f"{written_by}, or re-encode with --overwrite"
+    )
+
+
 def build_cache(
     dataset: PreprocessedDataset,
     backbone: Backbone,
@@ -85,6 +104,7 @@ def build_cache(
         if final.exists() and not overwrite:
             with _open(final, "r") as f:
                 check_provenance(final, f.attrs, expected)
+                check_engine(final, f.attrs, backbone)
             return final
         tmp = partial_path(final)
         if tmp.exists() and overwrite:
@@ -93,13 +113,15 @@ def build_cache(
         if tmp.exists():
             with _open(tmp, "r") as f:
                 check_provenance(tmp, f.attrs, expected)
+                check_engine(tmp, f.attrs, backbone)
                 started = int(f.attrs.get("batch_size", batch_size))
             if started != batch_size:
                 warnings.warn(f"{tmp}: resuming with the batch size it was started with ({started}), not {batch_size}, "
                               "so that every slice is encoded alike")
                 batch_size = started
         else:
-            _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size})
+            _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size, "engine": backbone.engine.name,
+                                             "engine_max_diff": backbone.engine.max_diff})
         _fill(tmp, dataset, backbone, batch_size, progress)
         os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
     return final

@@ -54,12 +54,14 @@ def load_backbone(
     name: str | None = None,
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    engine: str = "auto",
 ) -> Backbone:
     """Build a registered backbone, load its weights strictly, then freeze it.
 
     Without a checkpoint the backbone's packaged weights are used (default
     backbone: LiteMedSAM); with one and no name, the architecture is recognised
-    from the checkpoint's keys.
+    from the checkpoint's keys. `engine` runs its encoder (`engines.ENGINE_CHOICES`;
+    chosen, and exported if need be, when the encoder is first used).
     """
     if checkpoint is None:
         entry = get_entry(name or DEFAULT_BACKBONE)
@@ -75,7 +77,7 @@ def load_backbone(
     backbone = entry.build()
     backbone.checkpoint_sha256 = digest
     load_into(backbone, {k: v for k, v in state_dict.items() if k not in IGNORED_KEYS}, path, entry.summary)
-    return backbone.to(device).freeze()
+    return backbone.to(device).freeze().use_engine(engine)
 
 
 def availability(entry: BackboneEntry) -> str:

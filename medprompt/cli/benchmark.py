@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from medprompt.cli.options import Verb, add_device
+from medprompt.cli.options import Verb, add_device, add_engine
 
 CELL_DONE = "cell.json"
 RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
@@ -253,7 +253,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     protocol = load_protocol(args.protocol, args.data, args.overrides)
     cells = protocol_cells(protocol)
-    backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"), resolve_device(args.device))
+    backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"), resolve_device(args.device),
+                             engine=args.engine)
     if args.dry_run:
         print(estimate(cells, protocol, backbone))
         return
@@ -278,6 +279,7 @@ def add_benchmark(p: argparse.ArgumentParser) -> None:
                    help="override a protocol value (repeatable), e.g. --set \"seeds=[0,1,2]\" --set \"set=[epochs=30]\"")
     p.add_argument("--dry-run", action="store_true", help="list the cells and estimate their training time, run nothing")
     add_device(p)
+    add_engine(p)
 
 
 VERBS = [

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import POSITIVE, Verb, add_backbone, add_config_options, add_device, dataset_names
+from medprompt.cli.options import (
+    POSITIVE,
+    Verb,
+    add_backbone,
+    add_config_options,
+    add_device,
+    add_engine,
+    dataset_names,
+)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -24,7 +32,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from medprompt.data.dataset import PreprocessedDataset
 
     dataset = PreprocessedDataset(args.dataset_dir)
-    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
+    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device), engine=args.engine)
     path = build_cache(dataset, backbone, batch_size=args.batch_size, overwrite=args.overwrite)
     print(f"embeddings of {len(dataset)} slices: {path}")
 
@@ -43,6 +51,7 @@ def add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="a folder written by `medprompt preprocess`")
     add_backbone(p)
     add_device(p)
+    add_engine(p)
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
 

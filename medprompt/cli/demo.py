@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import POSITIVE, Verb, add_device, dataset_names
+from medprompt.cli.options import POSITIVE, Verb, add_device, add_engine, dataset_names
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from medprompt.cli.demo_pipeline import run_demo
 
-    run_demo(args.out, data=args.data, dataset=args.dataset, device=args.device, epochs=args.epochs)
+    run_demo(args.out, data=args.data, dataset=args.dataset, device=args.device, epochs=args.epochs,
+             engine=args.engine)
 
 
 
@@ -22,6 +23,7 @@ def add_demo(p: argparse.ArgumentParser) -> None:
                    help="layout of --data (default: acdc)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: the demo's)")
     add_device(p)
+    add_engine(p)
 
 
 

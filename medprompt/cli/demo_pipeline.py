@@ -88,8 +88,9 @@ def format_results(table: pd.DataFrame, units: str) -> str:
 
 
 def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, dataset: str = "acdc",
-             device: str = "auto", epochs: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run the whole pipeline; print and return the per-case results table."""
+             device: str = "auto", epochs: int | None = None, progress: bool = True,
+             engine: str = "auto") -> pd.DataFrame:
+    """Run the whole pipeline (the encoder run by `engine`); print and return the per-case results table."""
     start = time.perf_counter()
     demo = load_config("demo")
     out = prepare_folder(Path(out))
@@ -107,10 +108,10 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
     data_set = PreprocessedDataset(out / "dataset")
 
     torch_device = resolve_device(device)
-    backbone = load_backbone(device=torch_device)
+    backbone = load_backbone(device=torch_device, engine=engine)
     megabytes = len(data_set) * backbone.image_pe.shape[1] * math.prod(backbone.embedding_size) * 2 / 1e6
-    print(f"[3/6] embedding {len(data_set)} slices with {backbone.backbone_id} on {torch_device} "
-          f"(a {megabytes:.0f} MB cache in {data_set.root / 'embeddings'})")
+    print(f"[3/6] embedding {len(data_set)} slices with {backbone.backbone_id} on {torch_device}, "
+          f"{backbone.engine.name} engine (a {megabytes:.0f} MB cache in {data_set.root / 'embeddings'})")
     build_cache(data_set, backbone, progress=progress)
 
     available = len(data_set.rows("train", with_target=True))

@@ -5,13 +5,42 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import Verb
+from medprompt.cli.options import POSITIVE, Verb, add_backbone, add_device
 
 
 def cmd_backbones(args: argparse.Namespace) -> None:
     from medprompt.backbones import describe_backbones
 
-    print(describe_backbones())
+    if args.bench is None:
+        print(describe_backbones())
+        return
+    from medprompt.backbones import load_backbone
+    from medprompt.backbones.engines import compare_engines, resolve_engine
+    from medprompt.common.device import resolve_device
+
+    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
+    rows = compare_engines(backbone, args.bench)
+    chosen = resolve_engine(backbone, "auto").name
+    print(f"{backbone.backbone_id} encoder, {args.bench} slices at batch 1, {torch_threads()} threads, {backbone.device}")
+    print(f"{'engine':<14}{'precision':<10}{'s/slice':>9}{'vs torch':>10}{'max |diff|':>12}")
+    for row in rows:
+        mark = "  <- auto" if row["engine"] == chosen else ""
+        print(f"{row['engine']:<14}{row['precision']:<10}{row['seconds_per_slice']:>9.3f}{row['speedup']:>9.2f}x"
+              f"{row['max_diff']:>12.1e}{mark}")
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def add_backbones(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bench", type=POSITIVE, default=None, metavar="SLICES",
+                   help="time every installed encoder engine on SLICES check images instead (ratios to PyTorch, "
+                        "largest embedding difference, and which one --engine auto takes)")
+    add_backbone(p)
+    add_device(p)
 
 
 def cmd_config(args: argparse.Namespace) -> None:
@@ -35,8 +64,9 @@ def add_config(p: argparse.ArgumentParser) -> None:
 
 
 VERBS = [
-    Verb("backbones", cmd_backbones, lambda p: None,
-     "List the registered backbones: input, where their weights come from, whether they are installed.", ""),
+    Verb("backbones", cmd_backbones, add_backbones,
+     "List the registered backbones: input, where their weights come from, whether they are installed.",
+     "example: medprompt backbones --bench 10     (the encoder engines side by side on this machine)"),
     Verb("config", cmd_config, add_config, "Print a bundled config with every settable key and its default.",
      "example: medprompt config train\n"
      "         medprompt config acdc --set target=RV     (the config preprocess would use)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import POSITIVE, Verb, add_device
+from medprompt.cli.options import POSITIVE, Verb, add_device, add_engine
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -15,7 +15,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
-                             refine=args.refine, prepare=preprocess_input, orientations=args.orientations)
+                             refine=args.refine, prepare=preprocess_input, orientations=args.orientations,
+                             engine=args.engine)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -47,6 +48,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
     add_device(p)
+    add_engine(p)
 
 
 def add_reconstruct(p: argparse.ArgumentParser) -> None:

@@ -25,15 +25,19 @@ LOCK = ".medprompt.lock"
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold `folder`'s lock for the block, as `what` (e.g. 'medprompt embed'); refuse when another holds it."""
+def exclusive(folder: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
+    """Hold `folder`'s lock for the block, as `what` (e.g. 'medprompt embed'); refuse when another holds it, or
+    with `wait` (for shared caches whose writer is quick) wait until it is free."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
     with open(folder / LOCK, "a+") as handle:
-        _lock_or_refuse(handle, folder)
+        if wait:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            _lock_or_refuse(handle, folder)
         handle.seek(0)
         handle.truncate()
         handle.write(f"{what} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")

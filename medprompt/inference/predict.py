@@ -116,12 +116,12 @@ def check_dataset_input(path: Path, splits: Sequence[str] | None) -> None:
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
                    box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None,
-                   orientations: str = "none") -> list[Path]:
+                   orientations: str = "none", engine: str = "auto") -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
     `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
     setting; `prepare` preprocesses image-file inputs (see `prepare_file`); `orientations` averages the first pass
-    over the slices in those orientations (each one encoded again).
+    over the slices in those orientations (each one encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`).
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
@@ -135,7 +135,7 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     prepared = [prepare_file(path, run_config, prepare) for path in files]
     for _, images in prepared:
         check_orientations(orientations, tuple(images.shape[1:]))  # before the model loads
-    model = load_trained(run_dir, device, checkpoint)
+    model = load_trained(run_dir, device, checkpoint, engine=engine)
     if refine is not None:
         model.refine = replace(model.refine, enabled=refine)
     model.orientations = orientations

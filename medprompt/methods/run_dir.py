@@ -72,15 +72,15 @@ def finished_run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_trained(run_dir: str | os.PathLike, device: torch.device, checkpoint: str | os.PathLike | None = None,
-                 backbone: Backbone | None = None) -> TrainedModel:
-    """Load a finished run: its backbone (checkpoint verified by sha256; `backbone`, one already loaded, is used
-    when it is the run's) and its method's learned tensors."""
+                 backbone: Backbone | None = None, engine: str = "auto") -> TrainedModel:
+    """Load a finished run: its backbone (checkpoint verified by sha256, its encoder run by `engine`; `backbone`, one
+    already loaded, is used as it is when it is the run's) and its method's learned tensors."""
     run_dir = Path(run_dir)
     config = finished_run_config(run_dir)
     recorded = config["backbone"]
     path = checkpoint if checkpoint is not None else recorded.get("checkpoint")
     if backbone is None or backbone.backbone_id != recorded["id"]:
-        backbone = load_backbone(recorded["id"], path, device)
+        backbone = load_backbone(recorded["id"], path, device, engine=engine)
     if backbone.checkpoint_sha256 != recorded["checkpoint_sha256"]:
         raise MedpromptError(
             f"{path or 'bundled weights'}: sha256 {backbone.checkpoint_sha256[:12]}... differs from the checkpoint this run "
