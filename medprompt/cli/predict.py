@@ -16,7 +16,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
                              refine=args.refine, prepare=preprocess_input, orientations=args.orientations,
-                             engine=args.engine)
+                             engine=args.engine, largest_component=args.largest_component)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -41,6 +41,10 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
                    help="second pass: prompt the backbone with the box of the learned prompt's mask (default: as the "
                         "run was trained, `refine.enabled`; on for the default recipe, off for --config paper)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep each predicted volume's largest 3D connected component, dropping blobs on slices apart "
+                        "from the structure (default: as the run was trained, `refine.largest_component`; on for the "
+                        "default recipe, off for --config paper and for runs trained before it existed)")
     p.add_argument("--orientations", default="none", choices=["none", "flips", "dihedral"],
                    help="average the learned prompt's mask over each slice flipped (flips: 4 orientations) or also "
                         "turned and transposed (dihedral: 8), each encoded again, so 4x or 8x the encoder's time; "

@@ -22,7 +22,7 @@ from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
-from medprompt.inference.segment import predict_dataset, segment_images
+from medprompt.inference.segment import label_masks, predict_dataset, segment_images
 from medprompt.inference.store import has_source_geometry, prediction_folder
 from medprompt.methods import method_class
 from medprompt.methods.orientations import check_orientations
@@ -73,8 +73,7 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
                      batch_size: int) -> list[Path]:
     """Segment a prepared file's slices; the output has the file's geometry and format."""
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
-    masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
-    return reconstruct(manifest, masks, out_dir, kind="label")
+    return reconstruct(manifest, label_masks(model, manifest, probs), out_dir, kind="label")
 
 
 def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None) -> None:
@@ -116,12 +115,14 @@ def check_dataset_input(path: Path, splits: Sequence[str] | None) -> None:
 def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os.PathLike, device: torch.device,
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
                    box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None,
-                   orientations: str = "none", engine: str = "auto") -> list[Path]:
+                   orientations: str = "none", engine: str = "auto",
+                   largest_component: bool | None = None) -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
     `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
-    setting; `prepare` preprocesses image-file inputs (see `prepare_file`); `orientations` averages the first pass
-    over the slices in those orientations (each one encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`).
+    setting and `largest_component` its volume step; `prepare` preprocesses image-file inputs (see
+    `prepare_file`); `orientations` averages the first pass over the slices in those orientations (each one
+    encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`).
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
@@ -138,6 +139,8 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     model = load_trained(run_dir, device, checkpoint, engine=engine)
     if refine is not None:
         model.refine = replace(model.refine, enabled=refine)
+    if largest_component is not None:
+        model.refine = replace(model.refine, largest_component=largest_component)
     model.orientations = orientations
     batch_size = batch_size or default_batch_size(device)
     written: list[Path] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -21,6 +22,7 @@ from medprompt.common.device import autocast
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import Boxes, boxes_from_dataset
 from medprompt.data.dataset import PreprocessedDataset
+from medprompt.inference.consistency import consistent_masks
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.store import has_source_geometry, prediction_folder, write_predictions
 from medprompt.methods import Method, Slices
@@ -118,6 +120,15 @@ def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.
     return out
 
 
+def label_masks(model: TrainedModel, manifest: pd.DataFrame, probs: np.ndarray, box_prompt: bool = False) -> np.ndarray:
+    """Label masks [N,H,W] uint8 of probabilities aligned with the manifest's rows; with `refine.largest_component`
+    (and not box-prompted) each case keeps its largest 3D connected component."""
+    masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
+    if model.refine.largest_component and not box_prompt:
+        masks = consistent_masks(manifest, masks)
+    return masks
+
+
 def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
                     batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
     """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
@@ -140,9 +151,10 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
     else:
         check_orientations(model.orientations, tuple(dataset.shape[1:]))
         probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine, model.orientations)
-    masks = ((probs > 0.5) * label).astype(np.uint8)
+    masks = label_masks(model, manifest, probs, box_prompt)
     attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
              "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt),
+             "largest_component": int(model.refine.largest_component and not box_prompt),
              "orientations": "none" if box_prompt else model.orientations}
     with prediction_folder(out_dir) as written:
         written.append(write_predictions(out_dir, manifest, masks, attrs))

@@ -8,6 +8,7 @@ pixels looser than tight on each side, and a first mask that stops short gives
 a box too small to recover from), and the decoder redraws the structure inside
 it. A slice whose first mask is empty stays empty. Used at prediction for every
 method with `refine.enabled`; in training by `distill` and `second_pass_loss`.
+`largest_component` is the volume-level step after it (`inference.consistency`).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from medprompt.methods import Method
 class RefineConfig(ConfigSection):
     """`refine` section of a training config (recorded with the run; read again at prediction)."""
 
-    RULES = {"enabled": Rule("bool"), "min_island": FRACTION, "box_margin": Rule("number", 0, 0.5),
+    RULES = {"enabled": Rule("bool"), "largest_component": Rule("bool"), "min_island": FRACTION, "box_margin": Rule("number", 0, 0.5),
              "distill": Rule("number", 0), "second_pass_loss": Rule("number", 0)}
 
     enabled: bool = False
+    largest_component: bool = False  # each predicted volume keeps its largest 3D connected component
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
     box_margin: float = 0.0  # the box is widened by this fraction of the slice's longer side on each side
     distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
