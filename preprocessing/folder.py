@@ -1,8 +1,9 @@
-"""Your own images: a folder of NIfTI volumes or 2D images (PNG, MHD), one case per file, labels optional.
+"""Your own images: a folder of NIfTI volumes, DICOM series or 2D images (PNG, MHD), one case each, labels optional.
 
 Layout read:
 
     RAW/NAME.nii.gz            an image (or RAW/images/NAME.nii.gz); also .nii, .mhd, .mha, .nrrd, .png
+    RAW/NAME/                  or a DICOM series folder (its files in any order, sorted by position)
     RAW/NAME_gt.nii.gz         its label map, optional (or RAW/labels/NAME.nii.gz)
 
 Each file is one case and one patient (the split unit). Without label files,
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medprompt.common.errors import MedpromptError
+from medprompt.data.dicom_series import is_dicom_series
 from medprompt.data.volume_io import strip_suffix
 from medprompt.evaluation.ground_truth import IMAGE_SUFFIXES, image_files
 from preprocessing.cases import LoadedCase, RawCase, default_load
@@ -42,7 +44,9 @@ def label_file(raw_dir: Path, image: Path) -> Path | None:
 
 def find_cases(raw_dir: Path, config: Mapping[str, Any]) -> tuple[list[RawCase], list[str]]:
     """One case per image file; two files with the same name (e.g. a.png and a.nii.gz) are refused."""
-    images = [p for p in image_files(image_folder(raw_dir), recursive=False) if not strip_suffix(p).endswith(LABEL_MARK)]
+    folder = image_folder(raw_dir)
+    series = [p for p in folder.iterdir() if is_dicom_series(p)]
+    images = sorted(p for p in [*image_files(folder, recursive=False), *series] if not strip_suffix(p).endswith(LABEL_MARK))
     names = [strip_suffix(p) for p in images]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

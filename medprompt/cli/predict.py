@@ -30,7 +30,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by `medprompt train`")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
-                   help="preprocessed dataset folders, or image files: NIfTI (.nii, .nii.gz), .mhd or .png")
+                   help="preprocessed dataset folders, or image files: NIfTI (.nii, .nii.gz), .mhd or .png, or DICOM "
+                        "series folders (predicted as NIfTI in the series' geometry)")
     p.add_argument("--out", type=Path, required=True, help="output folder (never one holding an input)")
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                    help="for a dataset input: which slices to predict (default: all, the training slices included; "

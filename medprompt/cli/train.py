@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import NON_NEGATIVE, POSITIVE, Verb, add_backbone, add_config_options, add_device
+from medprompt.cli.options import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Verb,
+    add_backbone,
+    add_config_options,
+    add_device,
+    add_engine,
+)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -27,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_cfg = load_train_config(args.method, args.config, overrides)
     dataset = PreprocessedDataset(args.dataset_dir)
     check_run_request(dataset, train_cfg, args.out, args.boxes, args.resume)
-    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device))
+    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device), engine=args.engine)
     run_dir = train(dataset, backbone, train_cfg, args.out, boxes_csv=args.boxes, checkpoint=args.checkpoint,
                     resume=args.resume)
     print(f"trained {train_cfg['method']}: {run_dir}")
@@ -61,6 +69,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted run in --out with its recorded settings (no need to repeat them)")
     add_backbone(p)
     add_device(p)
+    add_engine(p)
     add_config_options(p, "train")
 
 

@@ -1,4 +1,5 @@
-"""Read and write source images (NIfTI, MetaImage and other ITK formats, PNG) as [slices, rows, cols] arrays.
+"""Read and write source images (NIfTI, MetaImage and other ITK formats, PNG, DICOM series folders) as
+[slices, rows, cols] arrays.
 
 Slicing convention, the same for every format: NIfTI data [i, j, k] becomes
 array[k, j, i] (slice k, row j, column i), which is SimpleITK's array order
@@ -9,7 +10,8 @@ row (NIfTI j / ITK index 1).
 `VolumeMeta` remembers what a file needs to be written back in its own
 geometry; it travels in the manifest as these columns:
 
-    source_format   output suffix: .nii.gz, .mhd, .mha, .nrrd or .png
+    source_format   .nii.gz, .mhd, .mha, .nrrd, .png, or .dcm for a DICOM series folder (written back as
+                    NIfTI in the series' geometry: `output_suffix`)
     volume_shape    JSON list, the array shape as stored in the file (NIfTI [i,j,k], ITK size (x,y,z), PNG (rows, cols))
     spacing         JSON list, mm per stored axis (NIfTI header zooms, ITK spacing); null where unknown
     origin          JSON list, ITK origin (ITK formats only)
@@ -39,10 +41,12 @@ import SimpleITK as sitk
 
 from medprompt.common.atomic import atomic_path
 from medprompt.common.errors import MedpromptError
+from medprompt.data.dicom_series import is_dicom_series, read_series
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".mhd", ".mha", ".nrrd")
 PNG_SUFFIXES = (".png",)
+DICOM_SERIES = ".dcm"  # the format of a series folder
 MET_TYPE_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4, "MET_INT": 4,
                   "MET_FLOAT": 4, "MET_DOUBLE": 8}
 META_COLUMNS = ("source_format", "volume_shape", "spacing", "origin", "direction", "nifti_header")
@@ -58,6 +62,11 @@ class VolumeMeta:
     origin: tuple[float, ...] = ()
     direction: tuple[float, ...] = ()
     nifti_header: str = field(default="", repr=False)
+
+    @property
+    def output_suffix(self) -> str:
+        """The suffix a file written in this geometry takes: the source's own, NIfTI for a DICOM series."""
+        return ".nii.gz" if self.format == DICOM_SERIES else self.format
 
     @property
     def n_slices(self) -> int:
@@ -123,17 +132,25 @@ class VolumeMeta:
 
 
 def source_format(path: str | os.PathLike) -> str:
-    """The format suffix of a supported file, or a one-line error naming it."""
+    """The format suffix of a supported file (`.dcm` for a DICOM series folder), or a one-line error naming it."""
+    if Path(path).is_dir():
+        if is_dicom_series(path):
+            return DICOM_SERIES
+        raise MedpromptError(f"{path}: a folder without DICOM files; expected an image file or a DICOM series folder")
     name = Path(path).name.lower()
     for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + PNG_SUFFIXES:
         if name.endswith(suffix):
             return ".nii.gz" if suffix in NIFTI_SUFFIXES else suffix
-    raise MedpromptError(f"{path}: unsupported file type; expected NIfTI (.nii/.nii.gz), .mhd/.mha/.nrrd or .png")
+    raise MedpromptError(f"{path}: unsupported file type; expected NIfTI (.nii/.nii.gz), .mhd/.mha/.nrrd, .png or a "
+                         "DICOM series folder")
 
 
 def strip_suffix(path: str | os.PathLike) -> str:
-    """File name without its (possibly double) image suffix: `patient001_frame01.nii.gz` -> `patient001_frame01`."""
+    """File name without its (possibly double) image suffix: `patient001_frame01.nii.gz` -> `patient001_frame01`; a
+    DICOM series folder's name as it is."""
     name = Path(path).name
+    if Path(path).is_dir():
+        return name
     for suffix in NIFTI_SUFFIXES + ITK_SUFFIXES + PNG_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
@@ -141,8 +158,11 @@ def strip_suffix(path: str | os.PathLike) -> str:
 
 
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, VolumeMeta]:
-    """Read an image or label file as [slices, rows, cols] plus the meta to write it back."""
+    """Read an image or label file (or a DICOM series folder) as [slices, rows, cols] plus the meta to write it back."""
     path = Path(path)
+    if path.is_dir() and source_format(path) == DICOM_SERIES:
+        series = read_series(path)
+        return series.array, VolumeMeta(DICOM_SERIES, series.size, series.spacing, series.origin, series.direction)
     if not path.is_file():
         raise MedpromptError(f"{path}: file not found")
     fmt = source_format(path)

@@ -1,8 +1,9 @@
 """`medprompt predict`: check every input up front, then route each (dataset folder or raw image file).
 
 A preprocessed dataset is predicted by `medprompt.inference.segment.predict_dataset`
-(`predictions.h5` plus volumes in the source geometry). A raw file goes through
-the run's own preprocessing and comes back in its own geometry and format.
+(`predictions.h5` plus volumes in the source geometry). A raw file (or a DICOM
+series folder) goes through the run's own preprocessing and comes back in its own
+geometry and format (NIfTI for a series).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from medprompt.common.device import default_batch_size
 from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
+from medprompt.data.dicom_series import is_dicom_series
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.segment import label_masks, predict_dataset, segment_images
 from medprompt.inference.store import has_source_geometry, prediction_folder
@@ -76,6 +78,11 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
     return reconstruct(manifest, label_masks(model, manifest, probs), out_dir, kind="label")
 
 
+def is_dataset_folder(path: Path) -> bool:
+    """Whether an input is a preprocessed dataset folder (a folder that is not a DICOM series)."""
+    return path.is_dir() and not is_dicom_series(path)
+
+
 def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None) -> None:
     """Refuse, before any model loads, inputs that are missing, datasets without the split, and an --out that
     would write over an input (outputs are named after their inputs)."""
@@ -87,7 +94,7 @@ def check_inputs(inputs: Sequence[Path], out: Path, splits: Sequence[str] | None
         if out.resolve() == folder.resolve() or (path.is_dir() and path.resolve() in out.resolve().parents):
             raise MedpromptError(f"--out {out}: is the folder of the input {path} (or inside it), whose files the outputs "
                                  "would replace; choose another folder")
-        if path.is_dir():
+        if is_dataset_folder(path):
             check_dataset_input(path, splits)
 
 
@@ -126,7 +133,8 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
-    folders, files = [p for p in map(Path, inputs) if p.is_dir()], [p for p in map(Path, inputs) if not p.is_dir()]
+    folders = [p for p in map(Path, inputs) if is_dataset_folder(p)]
+    files = [p for p in map(Path, inputs) if not is_dataset_folder(p)]
     if box_prompt and files:
         raise MedpromptError(f"{files[0]}: --box-prompt needs a preprocessed dataset folder with masks")
     run_config = finished_run_config(run_dir)

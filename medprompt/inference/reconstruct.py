@@ -51,7 +51,7 @@ def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os
         table = manifest.iloc[rows]
         meta = VolumeMeta.from_row(table.iloc[0])
         volume = _case_volume(table, per_slice[rows], meta, kind)
-        written.append(write_volume(volume, meta, out_dir / output_name(f"{case}{meta.format}")))
+        written.append(write_volume(volume, meta, out_dir / output_name(f"{case}{meta.output_suffix}")))
     return written
 
 
