@@ -61,8 +61,6 @@ def test_cases_are_stacked_by_slice_index_not_by_row_order():
 def test_a_stray_blob_on_an_empty_slice_does_not_survive_predict(acdc_run, tmp_path, monkeypatch, keep):
     run = tmp_path / "run"
     shutil.copytree(acdc_run.run, run)
-    config = (run / "config.yaml").read_text()
-    assert "largest_component: true" in config  # the default recipe's setting, recorded with the run
     dataset = PreprocessedDataset(acdc_run.dataset)
     manifest = dataset.manifest
     empty = int(np.flatnonzero(~manifest.has_target.to_numpy())[0])
@@ -75,7 +73,7 @@ def test_a_stray_blob_on_an_empty_slice_does_not_survive_predict(acdc_run, tmp_p
 
     monkeypatch.setattr(segment, "segment_dataset", perfect_with_a_blob)
     out = tmp_path / "pred"
-    flag = [] if keep else ["--no-largest-component"]
+    flag = ["--largest-component"] if keep else []  # off by default (refine.largest_component)
     assert main(["predict", str(run), str(acdc_run.dataset), "--out", str(out), *flag]) == 0
     predicted_manifest, masks, label = read_predictions(out)
     row = int(np.flatnonzero(predicted_manifest.slice_id.to_numpy() == manifest.slice_id[empty])[0])
