@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import (
-    POSITIVE,
-    Verb,
-    add_backbone,
-    add_config_options,
-    add_device,
-    add_engine,
-    dataset_names,
-)
+from medprompt.cli.options import POSITIVE, Verb, add_backbone, add_config_options, add_device, add_engine, dataset_names
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:

@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import (
-    NON_NEGATIVE,
-    POSITIVE,
-    Verb,
-    add_backbone,
-    add_config_options,
-    add_device,
-    add_engine,
-)
+from medprompt.cli.options import NON_NEGATIVE, POSITIVE, Verb, add_backbone, add_config_options, add_device, add_engine
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -133,8 +133,9 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
-    folders = [p for p in map(Path, inputs) if is_dataset_folder(p)]
-    files = [p for p in map(Path, inputs) if not is_dataset_folder(p)]
+    folders, files = [], []
+    for path in map(Path, inputs):
+        (folders if is_dataset_folder(path) else files).append(path)
     if box_prompt and files:
         raise MedpromptError(f"{files[0]}: --box-prompt needs a preprocessed dataset folder with masks")
     run_config = finished_run_config(run_dir)
