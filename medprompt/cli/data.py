@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import POSITIVE, Verb, add_backbone, add_config_options, add_device, add_engine, dataset_names
+from medprompt.cli.options import POSITIVE, Verb, add_backbone, add_config_options, add_device, dataset_names
 
 
 def cmd_preprocess(args: argparse.Namespace) -> None:
@@ -43,7 +43,6 @@ def add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="a folder written by `medprompt preprocess`")
     add_backbone(p)
     add_device(p)
-    add_engine(p)
     p.add_argument("--batch-size", type=POSITIVE, default=None, help="slices per encoder batch (default: 1 on CPU, 16 on CUDA)")
     p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
 

@@ -39,7 +39,7 @@ def add_backbones(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bench", type=POSITIVE, default=None, metavar="SLICES",
                    help="time every installed encoder engine on SLICES check images instead (ratios to PyTorch, "
                         "largest embedding difference, and which one --engine auto takes)")
-    add_backbone(p)
+    add_backbone(p, engine=False)
     add_device(p)
 
 

