@@ -75,7 +75,7 @@ def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_pro
 
 def test_config_from_a_run():
     assert RefineConfig.from_train_config({}) == RefineConfig(enabled=False)
-    assert RefineConfig.from_train_config({"refine": {"enabled": True, "min_island": 0.02}}) == RefineConfig(True, 0.02)
+    assert RefineConfig.from_train_config({"refine": {"enabled": True, "min_island": 0.02}}) == RefineConfig(enabled=True, min_island=0.02)
     recorded = {"refine": {"enabled": True, "min_island": 0.3, "box_margin": 0.02}}
     assert RefineConfig.from_train_config(recorded) == RefineConfig(True, 0.3, 0.02)
 

@@ -32,11 +32,11 @@ class RefineConfig(ConfigSection):
              "distill": Rule("number", 0), "second_pass_loss": Rule("number", 0)}
 
     enabled: bool = False
-    largest_component: bool = False  # each predicted volume keeps its largest 3D connected component
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
     box_margin: float = 0.0  # the box is widened by this fraction of the slice's longer side on each side
     distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
     second_pass_loss: float = 0.0  # training: weight of the supervision loss on the second pass itself
+    largest_component: bool = False  # each predicted volume keeps its largest 3D connected component
 
     @classmethod
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
