@@ -10,11 +10,13 @@ must exit 0; none may print a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,10 +127,30 @@ def workdir(tmp_path_factory) -> Path:
     return folder
 
 
+SERVERS = ("annotate",)  # verbs that serve until stopped: started on a free port, asked for their page, stopped
+
+
 def run_documented(command: Command, workdir: Path) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("medprompt")
+    if command.argv[0] in SERVERS:
+        return run_server([str(script), *command.command_line(), "--port", "0", "--no-browser"], workdir)
     return subprocess.run([str(script), *command.command_line()], cwd=workdir, capture_output=True, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
+
+
+def run_server(argv: list[str], workdir: Path) -> subprocess.CompletedProcess:
+    """Start a serving verb, fetch the page's state from the URL it prints first, stop it: status 0 when the
+    page answered, else the verb's own exit status and output."""
+    server = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL)
+    url = server.stdout.readline().strip()
+    answered = False
+    if url.startswith("http://"):
+        with urllib.request.urlopen(url + "api/state", timeout=60) as response:
+            answered = response.status == 200 and bool(json.loads(response.read())["cases"])
+        server.terminate()
+    out, err = server.communicate(timeout=60)
+    return subprocess.CompletedProcess(argv, 0 if answered else server.returncode, url + out, err)
 
 
 def test_the_documents_hold_the_pipeline_and_every_verb():

@@ -25,15 +25,16 @@ LOCK = ".medprompt.lock"
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike, what: str, wait: bool = False) -> Iterator[None]:
+def exclusive(folder: str | os.PathLike, what: str, wait: bool = False, lock_name: str = LOCK) -> Iterator[None]:
     """Hold `folder`'s lock for the block, as `what` (e.g. 'medprompt embed'); refuse when another holds it, or
-    with `wait` (for shared caches whose writer is quick) wait until it is free."""
+    with `wait` (for shared caches whose writer is quick) wait until it is free. `lock_name` names a lock of
+    one file in the folder rather than of the whole folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if fcntl is None:
         yield
         return
-    with open(folder / LOCK, "a+") as handle:
+    with open(folder / lock_name, "a+") as handle:
         if wait:
             fcntl.flock(handle, fcntl.LOCK_EX)
         else:

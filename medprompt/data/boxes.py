@@ -133,7 +133,7 @@ def _read_box_table(path: str | os.PathLike, required: tuple[str, ...], allow_em
 def map_source_boxes(csv_path: str | os.PathLike, manifest: pd.DataFrame) -> pd.DataFrame:
     """Boxes from a source-pixel CSV mapped to `slice_id, x_min, y_min, x_max, y_max` in preprocessed pixels."""
     path = Path(csv_path)
-    table = _read_source_table(path)
+    table = read_source_table(path)
     lookup = _slice_lookup(manifest)
     out = []
     for i, box in enumerate(table.itertuples(index=False)):
@@ -158,8 +158,9 @@ def map_source_boxes(csv_path: str | os.PathLike, manifest: pd.DataFrame) -> pd.
     return pd.DataFrame(out, columns=["slice_id", *BOX_COLUMNS])
 
 
-def _read_source_table(path: Path) -> pd.DataFrame:
-    """A source-pixel box CSV, with every required column present and numeric coordinates."""
+def read_source_table(path: Path) -> pd.DataFrame:
+    """A source-pixel box CSV (`SOURCE_COLUMNS`), with every required column present and numeric coordinates;
+    a header alone is an empty table."""
     table = _read_box_table(path, SOURCE_COLUMNS, allow_empty=True)
     columns = ("slice_index", *BOX_COLUMNS)
     table[list(columns)] = _numbers(table, columns, path, "slice_index and box coordinates")
