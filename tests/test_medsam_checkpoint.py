@@ -18,7 +18,7 @@ def test_vit_b_checkpoint_loads_through_the_users_path(tmp_path):
     torch.save(sam.state_dict(), path)
     del sam, reference
 
-    backbone = load_backbone(checkpoint=path)
+    backbone = load_backbone(checkpoint=path, engine="torch")  # no ONNX export of 90M parameters in a test
     assert backbone.backbone_id == "medsam_vit_b"
     assert backbone.checkpoint_sha256 == sha256_file(path)
     assert sum(p.numel() for p in backbone.image_encoder.parameters()) == 89_670_912
