@@ -21,6 +21,7 @@ import pytest
 from helpers import SHARED_DATA, expect_error
 from medprompt.annotate.box_store import BoxStore
 from medprompt.annotate.images import CaseImage, CaseImages
+from medprompt.annotate.overlay import PredictionOverlay
 from medprompt.annotate.server import Session, make_server
 from medprompt.cli.main import main
 from medprompt.data.boxes import read_box_csv, read_source_table
@@ -141,6 +142,20 @@ def test_requests_outside_the_inputs_are_refused(tmp_path):
         assert status == 400 and "outside" in json.loads(body)["error"]
         assert request(session, "POST", "/api/boxes", {"case": 0, "slice": 1, "boxes": [[1.5, 0, 3, 4]]})[0] == 400
     assert not (tmp_path / "boxes.csv").exists()
+
+
+def test_a_prediction_is_shown_with_its_dice_on_each_slice(tmp_path):
+    session = phantom_session(tmp_path)
+    predicted = tmp_path / "predictions"
+    predicted.mkdir()
+    shutil.copy(tmp_path / "images" / "heart_gt.nii.gz", predicted / "heart.nii.gz")  # a perfect prediction
+    session.overlay = PredictionOverlay(predicted, session.images)
+    with serving(session):
+        status, body, response = request(session, "GET", "/api/prediction?case=0&slice=3")
+        assert status == 200 and response.headers["X-Dice"] == "1.0000"
+        expected = read_volume(tmp_path / "images" / "heart_gt.nii.gz")[0][3]
+        assert np.array_equal(np.frombuffer(body, np.uint8).reshape(80, 96), expected)
+        assert json.loads(request(session, "GET", "/api/state")[1])["predictions"] is True
 
 
 def test_a_token_guards_the_page_when_it_is_opened_wider(tmp_path):
