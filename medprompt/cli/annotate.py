@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medprompt.cli.options import Verb, add_backbone, add_device
+
+if TYPE_CHECKING:
+    from medprompt.annotate.images import CaseImages
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:
@@ -37,7 +41,7 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         server.server_close()
 
 
-def case_images(path: Path, label: int | None):
+def case_images(path: Path, label: int | None) -> CaseImages:
     """The cases of INPUT: a preprocessed dataset, a folder of images (the folder adapter's layout), or one image."""
     from medprompt.annotate.images import CaseImage, CaseImages
     from medprompt.common.errors import MedpromptError
