@@ -101,7 +101,9 @@ def test_boxes_saved_over_http_are_what_train_reads(tmp_path):
     with serving(session):
         status, body, _ = request(session, "GET", "/api/state")
         state = json.loads(body)
-        assert status == 200 and state["cases"] == [{"name": "heart", "slices": [0, 1, 2, 3], "has_label": True}]
+        assert status == 200 and state["cases"] == [{"name": "heart", "slices": None, "has_label": True}]
+        assert json.loads(request(session, "GET", "/api/case?case=0")[1]) == {"slices": [0, 1, 2, 3]}
+        assert request(session, "GET", "/api/case?case=1")[0] == 404
         status, body, response = request(session, "GET", "/api/slice?case=0&slice=2")
         assert status == 200 and (response.headers["X-Rows"], response.headers["X-Cols"]) == ("80", "96")
         image, _ = read_volume(tmp_path / "images" / "heart.nii.gz")

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Generic, Hashable, TypeVar
 
 import numpy as np
 
@@ -21,6 +22,28 @@ from medprompt.data.volume_io import read_volume
 
 VOLUMES_KEPT = 4  # volumes held in memory; a case is re-read when the page comes back to it
 WINDOW_PERCENTILES = (0.5, 99.5)  # the default window/level spans these intensity percentiles of the volume
+
+
+Value = TypeVar("Value")
+
+
+class Recent(Generic[Value]):
+    """The last `size` values by key, each computed once by the `load` given with its first request; shared by
+    the server's threads."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: OrderedDict[Hashable, Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], Value]) -> Value:
+        with self._lock:
+            if key not in self._values:
+                self._values[key] = load()
+                while len(self._values) > self.size:
+                    self._values.popitem(last=False)
+            self._values.move_to_end(key)
+            return self._values[key]
 
 
 @dataclass(frozen=True)
@@ -54,9 +77,8 @@ class CaseImages:
             raise MedpromptError(f"two images are named {twice[0]!r}; each case needs its own name")
         self.cases = cases
         self.target_label = target_label
-        self._by_name = {c.name: c for c in cases}
-        self._volumes: OrderedDict[str, Volume] = OrderedDict()
-        self._lock = threading.Lock()
+        self._index = {c.name: i for i, c in enumerate(cases)}
+        self._volumes: Recent[Volume] = Recent(VOLUMES_KEPT)
 
     @classmethod
     def from_dataset(cls, root: Path) -> "CaseImages":
@@ -84,24 +106,16 @@ class CaseImages:
 
     def index_of(self, name: str) -> int | None:
         """The list position of the case named `name`, or None."""
-        case = self._by_name.get(name)
-        return None if case is None else self.cases.index(case)
+        return self._index.get(name)
 
     def volume(self, index: int) -> Volume:
         """The case's volume, read on first use."""
         case = self.case(index)
-        with self._lock:
-            if case.name in self._volumes:
-                self._volumes.move_to_end(case.name)
-                return self._volumes[case.name]
-            volume = _read_case(case)
-            self._volumes[case.name] = volume
-            while len(self._volumes) > VOLUMES_KEPT:
-                self._volumes.popitem(last=False)
-            return volume
+        return self._volumes.get(case.name, lambda: _read_case(case))
 
     def slice_indices(self, index: int) -> tuple[int, ...]:
-        """The slice indices the page offers for the case (along the source volume's slice axis)."""
+        """The slice indices the page offers for the case (along the source volume's slice axis); reads the
+        volume unless the dataset's manifest lists them."""
         case = self.case(index)
         return case.slices if case.slices is not None else tuple(range(self.volume(index).image.shape[0]))
 

@@ -3,13 +3,11 @@ where the case has a label map."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from medprompt.annotate.images import VOLUMES_KEPT, CaseImages
+from medprompt.annotate.images import VOLUMES_KEPT, CaseImages, Recent
 from medprompt.common.errors import MedpromptError
 from medprompt.data.volume_io import read_volume, strip_suffix
 from medprompt.evaluation.ground_truth import image_files
@@ -28,8 +26,7 @@ class PredictionOverlay:
             raise MedpromptError(f"--predictions {folder}: no file named after any of the {len(names)} cases "
                                  f"(e.g. {images.cases[0].name}.nii.gz); give the folder `medprompt predict --out` wrote")
         self.images = images
-        self._volumes: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._volumes: Recent[np.ndarray] = Recent(VOLUMES_KEPT)
 
     def slice(self, case_index: int, slice_index: int) -> tuple[np.ndarray | None, float | None]:
         """The predicted mask (0/1 uint8) of a slice, None when the case has no prediction, and its Dice with the
@@ -44,14 +41,11 @@ class PredictionOverlay:
         return mask, dice(mask, label[slice_index] == self.images.target_label)
 
     def _volume(self, name: str) -> np.ndarray:
-        with self._lock:
-            if name not in self._volumes:
-                volume, _ = read_volume(self.files[name])
-                expected = self.images.volume(self.images.index_of(name)).image.shape
-                if volume.shape != expected:
-                    raise MedpromptError(f"{self.files[name]}: shape {volume.shape} differs from its image's {expected}")
-                self._volumes[name] = volume
-                while len(self._volumes) > VOLUMES_KEPT:
-                    self._volumes.popitem(last=False)
-            self._volumes.move_to_end(name)
-            return self._volumes[name]
+        return self._volumes.get(name, lambda: self._read(name))
+
+    def _read(self, name: str) -> np.ndarray:
+        volume, _ = read_volume(self.files[name])
+        expected = self.images.volume(self.images.index_of(name)).image.shape
+        if volume.shape != expected:
+            raise MedpromptError(f"{self.files[name]}: shape {volume.shape} differs from its image's {expected}")
+        return volume

@@ -7,12 +7,12 @@ the last few slices are kept, so moving a box on a slice costs only the decoder.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from medprompt.annotate.images import Recent
 from medprompt.backbones.base import Backbone
 
 EMBEDDINGS_KEPT = 16
@@ -26,7 +26,7 @@ class MaskPreview:
                  engine: str = "auto"):
         self._settings = (backbone, checkpoint, device, engine)
         self._backbone: Backbone | None = None
-        self._embeddings: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+        self._embeddings: Recent[torch.Tensor] = Recent(EMBEDDINGS_KEPT)
         self._lock = threading.Lock()
 
     @property
@@ -48,13 +48,7 @@ class MaskPreview:
             return np.zeros(size, dtype=np.uint8)
         with self._lock:
             backbone = self.backbone
-            embedding = self._embeddings.get(key)
-            if embedding is None:
-                embedding = backbone.encode(image[None])
-                self._embeddings[key] = embedding
-                while len(self._embeddings) > EMBEDDINGS_KEPT:
-                    self._embeddings.popitem(last=False)
-            self._embeddings.move_to_end(key)
+            embedding = self._embeddings.get(key, lambda: backbone.encode(image[None]))
             logits = backbone.prompt(embedding.expand(len(boxes), -1, -1, -1), np.asarray(boxes, np.float32), size)
             probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].amax(dim=0)
         return (probs > THRESHOLD).cpu().numpy().astype(np.uint8)

@@ -65,8 +65,9 @@ class Session:
     def state(self) -> dict[str, Any]:
         """What the page needs on opening: the cases, the saved boxes and what the server can do."""
         version, boxes = self.store.snapshot()
-        return {"cases": [{"name": c.name, "slices": list(self.images.slice_indices(i)), "has_label": c.label is not None}
-                          for i, c in enumerate(self.images.cases)],
+        # a folder's slice counts come with each case's first slice (`/api/case`): no volume is read to open the page
+        return {"cases": [{"name": c.name, "slices": None if c.slices is None else list(c.slices),
+                           "has_label": c.label is not None} for c in self.images.cases],
                 "needed": BOXES_NEEDED, "preview": self.preview is not None, "predictions": self.overlay is not None,
                 "box_file": str(self.store.path), **self.boxes_json(version, boxes)}
 
@@ -200,6 +201,12 @@ class AnnotationHandler(BaseHTTPRequestHandler):
     def state(self, query: dict[str, str]) -> None:
         self._json(self.session.state())
 
+    def case_slices(self, query: dict[str, str]) -> None:
+        try:
+            self._json({"slices": list(self.session.images.slice_indices(int(query["case"])))})
+        except (KeyError, ValueError):
+            raise RequestError(HTTPStatus.NOT_FOUND, "no such case") from None
+
     def image(self, query: dict[str, str]) -> None:
         case, k, image = self._slice(query)
         low, high = self.session.images.volume(case).window
@@ -237,7 +244,8 @@ class AnnotationHandler(BaseHTTPRequestHandler):
                    {"X-Dice": "" if score is None else f"{score:.4f}"})
 
 
-ROUTES = {("GET", "/api/state"): AnnotationHandler.state, ("GET", "/api/slice"): AnnotationHandler.image,
+ROUTES = {("GET", "/api/state"): AnnotationHandler.state, ("GET", "/api/case"): AnnotationHandler.case_slices,
+          ("GET", "/api/slice"): AnnotationHandler.image,
           ("POST", "/api/boxes"): AnnotationHandler.save_boxes, ("POST", "/api/mask"): AnnotationHandler.mask,
           ("GET", "/api/prediction"): AnnotationHandler.prediction}
 

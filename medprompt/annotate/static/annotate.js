@@ -62,7 +62,7 @@ async function start() {
   $("box-file").textContent = answer.box_file;
   $("show-preview").disabled = !answer.preview;
   $("show-prediction").disabled = !answer.predictions;
-  answer.cases.forEach((c, i) => $("case").add(new Option(`${c.name} (${c.slices.length})`, i)));
+  answer.cases.forEach((c, i) => $("case").add(new Option(c.name, i)));
   takeBoxes(answer);
   await showCase(0);
 }
@@ -71,6 +71,10 @@ async function showCase(index) {
   state.caseIndex = Math.max(0, Math.min(state.cases.length - 1, index));
   $("case").value = state.caseIndex;
   state.autoWindow = null;
+  const shown = state.cases[state.caseIndex];
+  if (shown.slices === null) {
+    shown.slices = (await (await api(`/api/case?case=${state.caseIndex}`)).json()).slices;
+  }
   await showSlice(Math.floor(state.cases[state.caseIndex].slices.length / 2));
 }
 
