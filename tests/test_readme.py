@@ -24,7 +24,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
+from dicom_files import write_series
 from helpers import SHARED_DATA
 from medprompt.data.boxes import boxes_from_mask
 from preprocessing.phantoms import acdc_volume
@@ -97,7 +99,8 @@ COMMANDS = documented_commands()
 
 def write_own_scans(folder: Path, boxes_csv: Path) -> None:
     """Volumes named as the README's own-images block names them (oblique affines, label maps beside them: label
-    1, the block's `liver`), and a CSV of tight boxes on ten of their slices, in source pixels."""
+    1, the block's `liver`), a CSV of tight boxes on ten of their slices, in source pixels, and one of them as
+    the DICOM series `my_dicom/series_044` beside the folder."""
     folder.mkdir()
     rows = []
     for k, name in enumerate(OWN_SCANS):
@@ -113,11 +116,13 @@ def write_own_scans(folder: Path, boxes_csv: Path) -> None:
             rows += [(name, z, *box) for box in boxes_from_mask(structure[:, :, z].T)]
     table = pd.DataFrame(rows, columns=["case", "slice_index", "x_min", "y_min", "x_max", "y_max"])
     table.sample(10, random_state=0).to_csv(boxes_csv, index=False)
+    write_series(folder.parent / "my_dicom" / "series_044", sitk.ReadImage(str(folder / f"{OWN_SCANS[-1]}.nii.gz"),
+                                                                           sitk.sitkInt16))
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """The folder the commands run in, with the README's `my_scans/` and `my_boxes.csv`, and `../shared/data`
+    """The folder the commands run in, with the README's `my_scans/`, `my_dicom/` and `my_boxes.csv`, and `../shared/data`
     where the README's relative paths expect it."""
     folder = tmp_path_factory.mktemp("readme") / "work"
     folder.mkdir()
@@ -134,15 +139,15 @@ def run_documented(command: Command, workdir: Path) -> subprocess.CompletedProce
     script = Path(sys.executable).with_name("medprompt")
     if command.argv[0] in SERVERS:
         return run_server([str(script), *command.command_line(), "--port", "0", "--no-browser"], workdir)
-    return subprocess.run([str(script), *command.command_line()], cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
+    return subprocess.run([str(script), *command.command_line()], cwd=workdir, capture_output=True,
+                          encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
 
 
 def run_server(argv: list[str], workdir: Path) -> subprocess.CompletedProcess:
     """Start a serving verb, fetch the page's state from the URL it prints first, stop it: status 0 when the
     page answered, else the verb's own exit status and output."""
-    server = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL)
+    server = subprocess.Popen(argv, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              encoding="utf-8", stdin=subprocess.DEVNULL)
     url = server.stdout.readline().strip()
     answered = False
     if url.startswith("http://"):

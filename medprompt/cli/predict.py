@@ -16,7 +16,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
                              refine=args.refine, prepare=preprocess_input, orientations=args.orientations,
-                             engine=args.engine, largest_component=args.largest_component)
+                             engine=args.engine, largest_component=args.largest_component,
+                             output_format=args.format)
     print(f"{len(written)} outputs in {args.out}")
 
 
@@ -33,6 +34,9 @@ def add_predict(p: argparse.ArgumentParser) -> None:
                    help="preprocessed dataset folders, or image files: NIfTI (.nii, .nii.gz), .mhd or .png, or DICOM "
                         "series folders (predicted as NIfTI in the series' geometry)")
     p.add_argument("--out", type=Path, required=True, help="output folder (never one holding an input)")
+    p.add_argument("--format", default="nifti", choices=["nifti", "dicom-seg"],
+                   help="for DICOM series inputs: nifti (default), or dicom-seg: also a DICOM Segmentation object "
+                        "(<series>.seg.dcm) that references the series' instances, for a clinical viewer or PACS")
     p.add_argument("--split", default="all", choices=["all", "train", "val", "test"],
                    help="for a dataset input: which slices to predict (default: all, the training slices included; "
                         "use test to score held-out patients)")
@@ -69,7 +73,8 @@ VERBS = [
     Verb("predict", cmd_predict, add_predict, "Segment images it has never seen: no boxes, no labels.",
      "each output is written in its input's own geometry and format, named after the input, in --out.\n"
      "example: medprompt predict runs/acdc-10shot patient101_frame01.nii.gz --out predictions/\n"
-     "         medprompt predict runs/acdc-10shot data/acdc --split test --out predictions/"),
+     "         medprompt predict runs/acdc-10shot data/acdc --split test --out predictions/\n"
+     "         medprompt predict runs/lv-10shot dicom/series_1 --format dicom-seg --out predictions/"),
     Verb("reconstruct", cmd_reconstruct, add_reconstruct,
      "Turn a per-slice array aligned with a manifest back into source-geometry volumes.",
      "example: medprompt reconstruct data/acdc data/acdc/slices.h5:mask --out roundtrip/"),

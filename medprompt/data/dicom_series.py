@@ -53,12 +53,7 @@ def is_dicom_series(path: str | os.PathLike) -> bool:
 def read_series(folder: str | os.PathLike) -> Series:
     """The one series in `folder`, checked (see the module's docstring) and read in position order."""
     folder = Path(folder)
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not ids:
-        raise MedpromptError(f"{folder}: no readable DICOM series")
-    if len(ids) > 1:
-        raise MedpromptError(f"{folder}: holds {len(ids)} DICOM series (SeriesInstanceUID); put each in its own folder")
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
+    files = series_files(folder)
     spacing = _slice_spacing(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -75,6 +70,16 @@ def read_series(folder: str | os.PathLike) -> Series:
     if len(files) > 1:
         pixel = (*pixel[:2], spacing)
     return Series(array, size, pixel, tuple(image.GetOrigin()), tuple(image.GetDirection()))
+
+
+def series_files(folder: str | os.PathLike) -> list[str]:
+    """The files of the one series in `folder`, in position order along the slice normal (GDCM's sort)."""
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not ids:
+        raise MedpromptError(f"{folder}: no readable DICOM series")
+    if len(ids) > 1:
+        raise MedpromptError(f"{folder}: holds {len(ids)} DICOM series (SeriesInstanceUID); put each in its own folder")
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
 def _slice_spacing(folder: Path, files: list[str]) -> float:

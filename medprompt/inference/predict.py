@@ -3,7 +3,8 @@
 A preprocessed dataset is predicted by `medprompt.inference.segment.predict_dataset`
 (`predictions.h5` plus volumes in the source geometry). A raw file (or a DICOM
 series folder) goes through the run's own preprocessing and comes back in its own
-geometry and format (NIfTI for a series).
+geometry and format (NIfTI for a series; with `output_format="dicom-seg"` also a
+DICOM SEG over the series).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.data.dicom_series import is_dicom_series
+from medprompt.data.volume_io import read_volume
+from medprompt.inference.dicom_seg import SEG_SUFFIX, write_seg
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.segment import label_masks, predict_dataset, segment_images
 from medprompt.inference.store import has_source_geometry, prediction_folder
@@ -30,6 +33,7 @@ from medprompt.methods import method_class
 from medprompt.methods.orientations import check_orientations
 from medprompt.methods.run_dir import TrainedModel, finished_run_config, load_trained
 
+OUTPUT_FORMATS = ("nifti", "dicom-seg")
 Preparer = Callable[[Path, dict], tuple[pd.DataFrame, np.ndarray]]  # (file, preprocessing config) -> manifest, slices
 
 
@@ -78,6 +82,26 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
     return reconstruct(manifest, label_masks(model, manifest, probs), out_dir, kind="label")
 
 
+def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:
+    """The prediction `nifti` of a DICOM series, written beside it as a DICOM SEG over the series' instances."""
+    preprocessing = run_config["dataset"].get("preprocessing") or {}
+    target = preprocessing.get("target") or f"label {run_config['dataset'].get('target_label', 1)}"
+    mask = read_volume(nifti)[0]
+    return write_seg(mask, series, nifti.parent / f"{series.name}{SEG_SUFFIX}", str(target),
+                     run_config["train"]["method"])
+
+
+def check_output_format(output_format: str, inputs: Sequence[Path]) -> None:
+    """Refuse, before any model loads, a format an input cannot be written in (a DICOM SEG needs its series)."""
+    if output_format not in OUTPUT_FORMATS:
+        raise MedpromptError(f"--format {output_format}: unknown; choose one of {list(OUTPUT_FORMATS)}")
+    if output_format == "dicom-seg":
+        for path in inputs:
+            if not is_dicom_series(path):
+                raise MedpromptError(f"--format dicom-seg: {path} is not a DICOM series folder; a DICOM SEG refers "
+                                     "to the series it was predicted from")
+
+
 def is_dataset_folder(path: Path) -> bool:
     """Whether an input is a preprocessed dataset folder (a folder that is not a DICOM series)."""
     return path.is_dir() and not is_dicom_series(path)
@@ -123,16 +147,18 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
                    box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None,
                    orientations: str = "none", engine: str = "auto",
-                   largest_component: bool | None = None) -> list[Path]:
+                   largest_component: bool | None = None, output_format: str = "nifti") -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
     `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
     setting and `largest_component` its volume step; `prepare` preprocesses image-file inputs (see
     `prepare_file`); `orientations` averages the first pass over the slices in those orientations (each one
-    encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`).
+    encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`); `output_format` `dicom-seg` adds a
+    DICOM SEG beside each DICOM series' NIfTI.
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
+    check_output_format(output_format, list(map(Path, inputs)))
     folders, files = [], []
     for path in map(Path, inputs):
         (folders if is_dataset_folder(path) else files).append(path)
@@ -158,7 +184,10 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
         written += predict_dataset(model, path, target, None if split == "all" else [split], batch_size, box_prompt)
     if files:
         with prediction_folder(out) as from_files:
-            for manifest, images in prepared:
-                from_files += predict_prepared(model, manifest, images, out, batch_size)
+            for path, (manifest, images) in zip(files, prepared):
+                volumes = predict_prepared(model, manifest, images, out, batch_size)
+                if output_format == "dicom-seg":
+                    volumes += [write_dicom_seg(path, volumes[0], run_config)]
+                from_files += volumes
         written += from_files
     return written
