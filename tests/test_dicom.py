@@ -4,6 +4,8 @@ preprocess -> embed -> train -> predict to NIfTI in the series' geometry. The se
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
