@@ -1,9 +1,11 @@
 """Shared fixtures: a small synthetic preprocessed dataset, a random tiny-backbone checkpoint, both embedded,
-and a phantom ACDC download taken through preprocess, embed, train and predict."""
+a phantom ACDC download taken through preprocess, embed, train and predict, and three real ACDC patients
+embedded with LiteMedSAM."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from helpers import backbone_args, tiny_backbone_args
+from helpers import SHARED_DATA, backbone_args, tiny_backbone_args
 from medprompt.cli.main import main
 from medprompt.data.dataset import PreprocessedDataset, write_dataset
 from preprocessing.phantoms import write_acdc
@@ -71,8 +73,6 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture()
 def dataset_copy(synthetic_dataset, tmp_path) -> Path:
     """A writable copy of the synthetic dataset."""
-    import shutil
-
     target = tmp_path / "dataset"
     shutil.copytree(synthetic_dataset, target)
     return target
@@ -129,6 +129,23 @@ def acdc_run(tmp_path_factory, tiny_checkpoint) -> AcdcRun:
                  *backbone_args(tiny_checkpoint)]) == 0
     assert main(["predict", str(run), str(dataset), "--out", str(predictions)]) == 0
     return AcdcRun(raw, dataset, run, predictions)
+
+
+LITE_ACDC_PATIENTS = ("patient022", "patient024", "patient063")  # the samples' three smallest volumes (7, 8, 8 slices at ED)
+
+
+@pytest.fixture(scope="session")
+def lite_acdc(tmp_path_factory) -> Path:
+    """Three real ACDC patients preprocessed (one per split) and embedded with the installed LiteMedSAM
+    (read-only: copy it before writing into it)."""
+    root = tmp_path_factory.mktemp("lite_acdc")
+    for patient in LITE_ACDC_PATIENTS:
+        shutil.copytree(SHARED_DATA / "ACDC" / "training" / patient, root / "ACDC" / "training" / patient)
+    dataset = root / "dataset"
+    assert main(["preprocess", "acdc", str(root / "ACDC"), str(dataset),
+                 "--set", "splits.sizes={train: 1, val: 1, test: 1}"]) == 0
+    assert main(["embed", str(dataset)]) == 0
+    return dataset
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("medprompt", "preprocessing")
 FLOORS = {"common": 0, "data": 1, "backbones": 2, "methods": 3, "training": 4, "inference": 4, "evaluation": 5,
-          "annotate": 6, "cli": 7}
+          "annotate": 6,
+          "export": 6, "cli": 7}
 
 
 def module_name(path: Path) -> str:

@@ -3,9 +3,6 @@ real ACDC slices, through the command line (`train` then `predict`), one short r
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -15,9 +12,6 @@ from helpers import SHARED_DATA
 from medprompt.cli.main import main
 from medprompt.methods import METHODS
 from medprompt.training.recipe import load_train_config
-
-# the three smallest volumes of the samples (7, 8 and 8 slices at ED): one patient per split
-PATIENTS = ("patient022", "patient024", "patient063")
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "ACDC").is_dir(), reason="the real samples (../shared/data) are absent")
 
@@ -29,19 +23,6 @@ def run_cli(capsys, argv: list[str]) -> str:
     assert "Traceback" not in err, err
     assert code == 0, f"{argv}: exit {code}\n{err}"
     return err
-
-
-@pytest.fixture(scope="module")
-def lite_acdc(tmp_path_factory) -> Path:
-    """Three real ACDC patients preprocessed (one per split) and embedded with the installed LiteMedSAM."""
-    root = tmp_path_factory.mktemp("lite_acdc")
-    for patient in PATIENTS:
-        shutil.copytree(SHARED_DATA / "ACDC" / "training" / patient, root / "ACDC" / "training" / patient)
-    dataset = root / "dataset"
-    assert main(["preprocess", "acdc", str(root / "ACDC"), str(dataset),
-                 "--set", "splits.sizes={train: 1, val: 1, test: 1}"]) == 0
-    assert main(["embed", str(dataset)]) == 0
-    return dataset
 
 
 def short_run(name: str) -> list[str]:

@@ -8,7 +8,7 @@ import warnings
 from typing import Sequence
 
 from medprompt import __version__
-from medprompt.cli import annotate, benchmark, data, demo, evaluate, info, predict, train
+from medprompt.cli import annotate, benchmark, data, demo, evaluate, export, info, predict, train
 from medprompt.cli.options import OneLineParser, Verb
 from medprompt.common.errors import MedpromptError
 
@@ -21,7 +21,7 @@ lists the others. Run `medprompt VERB --help` for a verb's options.
 """
 
 
-VERBS: list[Verb] = [*data.VERBS, *annotate.VERBS, *train.VERBS, *predict.VERBS, *evaluate.VERBS, *demo.VERBS, *benchmark.VERBS, *info.VERBS]
+VERBS: list[Verb] = [*data.VERBS, *annotate.VERBS, *train.VERBS, *predict.VERBS, *export.VERBS, *evaluate.VERBS, *demo.VERBS, *benchmark.VERBS, *info.VERBS]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by `medprompt train`")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                   help="a run folder written by `medprompt train`, or a model exported by `medprompt export` (also as "
+                        "the Hugging Face Hub's download cache of it, models--OWNER--NAME)")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                    help="preprocessed dataset folders, or image files: NIfTI (.nii, .nii.gz), .mhd or .png, or DICOM "
                         "series folders (predicted as NIfTI in the series' geometry)")
