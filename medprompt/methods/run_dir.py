@@ -74,8 +74,9 @@ def model_folder(path: str | os.PathLike) -> Path:
     if (path / CONFIG).is_file() or (path / EXPORT_CONFIG).is_file() or not snapshots.is_dir():
         return path
     ref = path / "refs" / "main"
-    if ref.is_file() and (snapshots / ref.read_text().strip()).is_dir():
-        return snapshots / ref.read_text().strip()
+    revision = ref.read_text().strip() if ref.is_file() else ""
+    if revision and revision == Path(revision).name and (snapshots / revision).is_dir():
+        return snapshots / revision
     revisions = sorted(p for p in snapshots.iterdir() if p.is_dir())
     if len(revisions) != 1:
         raise MedpromptError(f"{path}: a Hub cache folder with {len(revisions)} snapshots and no refs/main; give "
