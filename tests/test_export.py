@@ -12,11 +12,16 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from safetensors.numpy import load_file
 
 from helpers import SHARED_DATA, expect_error
 from medprompt.cli.main import main
+from medprompt.data.dataset import PreprocessedDataset
+from medprompt.export.onnx_segmenter import OnnxSegmenter
+from medprompt.inference.segment import segment_images
+from medprompt.methods.run_dir import load_trained, model_folder
 
 FILES = {"README.md", "config.json", "model.safetensors", "test_tensors.safetensors"}
 
@@ -55,10 +60,21 @@ def predict_volume(model: Path, volume: Path, out: Path, *options: str) -> np.nd
     return np.asarray(nib.load(out / volume.name).dataobj)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "ACDC").is_dir(), reason="the real samples (../shared/data) are absent")
-def test_an_export_moved_and_renamed_predicts_the_runs_masks_bit_for_bit(lite_run, lite_acdc, tmp_path):
+@pytest.fixture(scope="module")
+def lite_export(lite_run, tmp_path_factory) -> Path:
+    """`lite_run` exported, with its ONNX segmenter as `segmenter.onnx` beside the folder (the folder may be moved)."""
+    root = tmp_path_factory.mktemp("lite_export")
+    assert main(["export", str(lite_run), "--out", str(root / "export"), "--onnx", str(root / "segmenter.onnx")]) == 0
+    return root / "export"
+
+
+REAL_SAMPLES = pytest.mark.skipif(not (SHARED_DATA / "ACDC").is_dir(), reason="the real samples (../shared/data) are absent")
+
+
+@REAL_SAMPLES
+def test_an_export_moved_and_renamed_predicts_the_runs_masks_bit_for_bit(lite_export, lite_run, lite_acdc, tmp_path):
     exported = tmp_path / "export"
-    assert main(["export", str(lite_run), "--out", str(exported)]) == 0
+    shutil.copytree(lite_export, exported)
     assert {p.name for p in exported.iterdir()} == FILES
     assert (exported / "model.safetensors").read_bytes() == (lite_run / "method.safetensors").read_bytes()
     for name in ("README.md", "config.json"):  # no path of this machine goes with it
@@ -73,13 +89,38 @@ def test_an_export_moved_and_renamed_predicts_the_runs_masks_bit_for_bit(lite_ru
     from_run = predict_volume(lite_run, volume, tmp_path / "from_run")
     assert (from_run == 3).sum() > 100
     np.testing.assert_array_equal(predict_volume(moved, volume, tmp_path / "from_export"), from_run)
-    # the Hub's download cache of it: models--OWNER--NAME/snapshots/<revision>/, refs/main naming the revision
-    cache = tmp_path / "hub" / "models--my-lab--lv"
-    shutil.copytree(moved, cache / "snapshots" / "0123abcd")
-    shutil.copytree(moved, cache / "snapshots" / "4567ef01")
+
+
+def test_the_hubs_download_cache_of_an_export_loads_the_snapshot_refs_main_names(exported, acdc_run,
+                                                                                   tiny_checkpoint, tmp_path):
+    cache = tmp_path / "hub" / "models--my-lab--lv"  # models--OWNER--NAME/snapshots/<revision>/, refs/main
+    shutil.copytree(exported, cache / "snapshots" / "0123abcd")
+    shutil.copytree(acdc_run.run, cache / "snapshots" / "4567ef01")  # another revision: a run, not this export
     (cache / "refs").mkdir()
-    (cache / "refs" / "main").write_text("0123abcd")
-    np.testing.assert_array_equal(predict_volume(cache, volume, tmp_path / "from_cache"), from_run)
+    (cache / "refs" / "main").write_text("0123abcd\n")
+    assert model_folder(cache) == cache / "snapshots" / "0123abcd"
+    run = load_trained(acdc_run.run, torch.device("cpu"), tiny_checkpoint, engine="torch")
+    from_cache = load_trained(cache, torch.device("cpu"), tiny_checkpoint, backbone=run.backbone)
+    assert from_cache.config["train"] == run.config["train"] and from_cache.refine == run.refine
+    for key, tensor in run.method.trainable_state().items():
+        assert torch.equal(from_cache.method.trainable_state()[key], tensor), key
+
+
+@REAL_SAMPLES
+def test_the_onnx_segmenter_draws_the_masks_predict_draws_on_real_slices(lite_export, lite_run, lite_acdc):
+    pytest.importorskip("onnxruntime")
+    graphs = lite_export.parent / "segmenter.onnx"
+    description = json.loads(graphs.with_suffix(".json").read_text())
+    assert description["second_pass"] == "segmenter.second_pass.onnx" and description["slice_shape"] == [256, 256]
+    dataset = PreprocessedDataset(lite_acdc)
+    rows = np.flatnonzero(dataset.manifest.split == "test")
+    images = dataset.images(rows)
+    model = load_trained(lite_run, torch.device("cpu"), engine="torch")
+    expected = segment_images(model.method, images, progress=False, refine_config=model.refine) > 0.5
+    segmenter = OnnxSegmenter(graphs)
+    got = np.stack([segmenter(image) for image in images]) > 0.5
+    assert expected.sum() > 1000
+    assert 2 * (got & expected).sum() / (got.sum() + expected.sum()) >= 0.999
 
 
 def test_its_config_has_no_path_and_its_test_tensors_are_a_synthetic_slice(exported, acdc_run, tiny_checkpoint):

@@ -19,8 +19,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     metrics = read_metrics(args.metrics) if args.metrics else []
     folder = export_run(args.run_dir, args.out, resolve_device(args.device), engine=args.engine,
                         include_boxes=args.include_boxes, metrics=metrics, license_id=args.license,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, onnx=args.onnx)
     print(f"exported {args.run_dir} to {folder}; checked: it predicts what the run predicts")
+    if args.onnx:
+        print(f"ONNX segmenter: {args.onnx} (and its second pass and description beside it; see docs/sharing.md)")
     if args.push:
         print(f"uploaded to {push(folder, args.push, private=args.private)}")
 
@@ -41,6 +43,9 @@ def add_export(p: argparse.ArgumentParser) -> None:
                    help="then upload the folder to this Hugging Face Hub model repository (needs `hf auth login` or "
                         "HF_TOKEN, and the network)")
     p.add_argument("--private", action="store_true", help="with --push: create the repository private")
+    p.add_argument("--onnx", type=Path, metavar="FILE.onnx", default=None,
+                   help="also write the segmenter as ONNX graphs (a preprocessed slice -> probabilities; the second "
+                        "pass as FILE.second_pass.onnx; FILE.json describes the box rule between them)")
     p.add_argument("--checkpoint", type=Path, default=None, help="the run's backbone checkpoint, if it has moved")
     add_device(p)
     add_engine(p)

@@ -28,6 +28,7 @@ from medprompt.backbones.checkpoint import sha256_file
 from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.export.model_card import Metric, model_card
+from medprompt.export.onnx_segmenter import export_onnx
 from medprompt.inference.segment import segment_images
 from medprompt.methods.run_dir import (
     BOXES,
@@ -69,9 +70,10 @@ def exported_config(config: dict, weights_sha256: str) -> dict:
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, device: torch.device, engine: str = "auto",
                include_boxes: bool = False, metrics: list[Metric] | None = None, license_id: str = "other",
-               checkpoint: str | os.PathLike | None = None) -> Path:
+               checkpoint: str | os.PathLike | None = None, onnx: str | os.PathLike | None = None) -> Path:
     """Write the export of a finished run into `out` (a new or empty folder) and check it loads back;
-    `checkpoint`: the run's backbone checkpoint, if it has moved."""
+    `checkpoint`: the run's backbone checkpoint, if it has moved; `onnx`: also write the segmenter's ONNX graphs
+    there (`onnx_segmenter`)."""
     run_dir, out = Path(run_dir), check_output_folder(out, "--out")
     if not (run_dir / CONFIG).is_file():
         raise MedpromptError(f"{run_dir}: not a run folder (no {CONFIG}); export a folder written by `medprompt train`")
@@ -93,6 +95,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, device: torch
         expected = probabilities(model, image)
         save_file({"image": image, "probabilities": expected}, str(partial / TEST_TENSORS))
         check_export(partial, image, expected, model.backbone)
+        if onnx is not None:
+            export_onnx(model, onnx)
         (partial / CARD).write_text(model_card(config, out.name, license_id, boxes, metrics or []))
         if out.exists():
             out.rmdir()
