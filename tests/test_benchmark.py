@@ -94,6 +94,44 @@ def test_another_protocol_in_the_same_folder_is_refused_by_key(finished, protoco
                  "another protocol ran here", "seeds: recorded [0], now [1]")
 
 
+def test_a_prediction_time_variant_predicts_its_sources_runs_again_without_training(protocol_file, tmp_path):
+    protocol = yaml.safe_load(protocol_file.read_text())
+    protocol["subsets"] = [0]
+    protocol["methods"]["one_pass"] = {"from": "default", "predict": {"enabled": False}}
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(protocol, sort_keys=False))
+    assert [c.key for c in protocol_cells(load_protocol(str(path), None, []))] == [
+        "acdc_lv/default/shots2_subset0_seed0", "acdc_lv/bound/shotsall_subset0_seed0",
+        "acdc_lv/one_pass/shots2_subset0_seed0"]
+    out = tmp_path / "out"
+    assert main(["benchmark", str(path), "--out", str(out)]) == 0
+    runs = pd.read_csv(out / "runs.csv").set_index("method")
+    assert runs.loc["one_pass", "train_s"] == 0 and runs.loc["one_pass", "method_name"] == "conv_fc"
+    variant = out / "cells" / "acdc_lv" / "one_pass" / "shots2_subset0_seed0"
+    assert not (variant / "run").exists()
+    # what `predict --no-refine` gives with the default's run
+    dataset, again = next((out / "data").iterdir()), tmp_path / "again"
+    assert main(["predict", str(out / "cells" / "acdc_lv" / "default" / "shots2_subset0_seed0" / "run"), str(dataset),
+                 "--split", "test", "--no-refine", "--out", str(again)]) == 0
+    scores = evaluate_slices(again, dataset)
+    assert runs.loc["one_pass", "dice_2d"] == pytest.approx(scores.dice[scores.has_target].mean())
+
+
+@pytest.mark.parametrize("method, fragment", [
+    ({"from": "bound"}, "`from: bound` must name a trained method of the protocol"),
+    ({"from": "default", "predict": {"margin": 2}}, "predict.margin is not a setting of the prediction"),
+    ({"from": "default", "method": "conv_fc"}, "needs either `method`"),
+])
+def test_a_variant_must_name_a_trained_method_and_prediction_settings(protocol_file, tmp_path, capsys, method,
+                                                                       fragment):
+    protocol = yaml.safe_load(protocol_file.read_text())
+    protocol["methods"]["variant"] = method
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(protocol, sort_keys=False))
+    expect_error(capsys, ["benchmark", str(path), "--out", str(tmp_path / "out")], fragment)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys):
     assert main(["benchmark", str(protocol_file), "--out", str(tmp_path / "never"), "--dry-run"]) == 0
     assert "3 cells" in capsys.readouterr().out and not (tmp_path / "never").exists()

@@ -67,9 +67,31 @@ def load_protocol(name: str, data: Path | None, overrides: list[str]) -> dict[st
         if missing:
             raise MedpromptError(f"protocol {name}: task {task} lacks {', '.join(missing)}")
     for method, spec in protocol["methods"].items():
-        if not isinstance(spec, dict) or "method" not in spec:
-            raise MedpromptError(f"protocol {name}: method {method} lacks `method` (a registered method)")
+        if not isinstance(spec, dict) or ("method" not in spec) == ("from" not in spec):
+            raise MedpromptError(f"protocol {name}: method {method} needs either `method` (a registered method) or "
+                                 "`from` (another method of the protocol whose runs it predicts again)")
+        if "from" in spec:
+            check_reuse(name, method, spec, protocol["methods"])
     return protocol
+
+
+def check_reuse(name: str, method: str, spec: dict[str, Any], methods: dict[str, Any]) -> None:
+    """A method `from` another predicts that method's runs again with its `predict` settings (fields of the
+    config's `refine` section): a prediction-time variant that costs no training."""
+    from dataclasses import fields
+
+    from medprompt.common.errors import MedpromptError
+    from medprompt.methods.refinement import RefineConfig
+
+    source = methods.get(spec["from"])
+    if not isinstance(source, dict) or "method" not in source or source.get("bound"):
+        raise MedpromptError(f"protocol {name}: method {method}: `from: {spec['from']}` must name a trained method "
+                             "of the protocol")
+    known = {f.name for f in fields(RefineConfig)}
+    unknown = sorted(set(spec.get("predict") or {}) - known)
+    if unknown:
+        raise MedpromptError(f"protocol {name}: method {method}: predict.{unknown[0]} is not a setting of the "
+                             f"prediction (one of {sorted(known)})")
 
 
 def protocol_cells(protocol: dict[str, Any]) -> list[Cell]:
@@ -80,9 +102,10 @@ def protocol_cells(protocol: dict[str, Any]) -> list[Cell]:
             if spec.get("bound"):
                 cells.append(Cell(task, name, "all", 0, 0))
                 continue
-            for shots in spec.get("shots", protocol["shots"]):
-                for subset in spec.get("subsets", protocol["subsets"]):
-                    for seed in spec.get("seeds", protocol["seeds"]):
+            runs = protocol["methods"][spec["from"]] if "from" in spec else spec
+            for shots in runs.get("shots", protocol["shots"]):
+                for subset in runs.get("subsets", protocol["subsets"]):
+                    for seed in runs.get("seeds", protocol["seeds"]):
                         cells.append(Cell(task, name, shots, int(subset), int(seed)))
     return cells
 
@@ -117,14 +140,10 @@ def prepare_task(out: Path, protocol: dict[str, Any], task: str, backbone) -> An
 
 def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path) -> dict[str, Any]:
     """Train, predict the test split and evaluate one cell; its row (also written as the cell's `cell.json`)."""
-    from medprompt.common.atomic import atomic_path
     from medprompt.common.errors import MedpromptError
-    from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
-    from medprompt.inference.segment import predict_dataset
     from medprompt.methods.run_dir import load_trained
     from medprompt.training.recipe import load_train_config
     from medprompt.training.run import train
-    from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
     folder = out / "cells" / cell.key
     if (folder / CELL_DONE).is_file():
@@ -133,6 +152,8 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
         shutil.rmtree(folder)  # a killed cell starts over
     folder.mkdir(parents=True)
     task, spec = protocol["tasks"][cell.task], protocol["methods"][cell.method]
+    if "from" in spec:
+        return predict_again(cell, protocol, dataset, backbone, out)
     given = [f"label={task['label']}", f"seed={cell.seed}", f"subset={cell.subset}",
              *(f"{k}={spec[k]}" for k in ("supervision",) if spec.get(k)), *protocol.get("set", []),
              *spec.get("set", [])]
@@ -150,24 +171,63 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
         row["status"] = f"no model: {exc}"
     row["train_s"] = round(time.perf_counter() - start, 1)
     if row["status"] == "ok":
-        start = time.perf_counter()
-        model = load_trained(folder / "run", backbone.device, backbone=backbone)
-        predict_dataset(model, dataset.root, folder / "predictions", ["test"], progress=False)
-        row["predict_s"] = round(time.perf_counter() - start, 1)
-        slices = evaluate_slices(folder / "predictions", dataset.root)
-        slices.to_csv(folder / "slices.csv", index=False)
-        scored = slices[slices.has_target]
-        row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()))
-        if task.get("volumes"):
-            cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
-                                        labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
-            cases.to_csv(folder / "cases.csv", index=False)
-            row.update(dice_3d=float(cases.dice.mean()), hd95_mm=float(cases.hd95_mm.mean()),
-                       assd_mm=float(cases.assd_mm.mean()))
+        predict_and_score(load_trained(folder / "run", backbone.device, backbone=backbone), cell, protocol, dataset,
+                          folder, row)
+    return finish_cell(folder, row)
+
+
+def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, folder: Path, row: dict[str, Any]) -> None:
+    """Predict the test split into the cell's folder and add its scores (2D, and 3D in mm for volumes) to `row`."""
+    from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
+    from medprompt.inference.segment import predict_dataset
+    from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
+
+    task = protocol["tasks"][cell.task]
+    start = time.perf_counter()
+    predict_dataset(model, dataset.root, folder / "predictions", ["test"], progress=False)
+    row["predict_s"] = round(time.perf_counter() - start, 1)
+    slices = evaluate_slices(folder / "predictions", dataset.root)
+    slices.to_csv(folder / "slices.csv", index=False)
+    scored = slices[slices.has_target]
+    row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()))
+    if task.get("volumes"):
+        cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
+                                    labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
+        cases.to_csv(folder / "cases.csv", index=False)
+        row.update(dice_3d=float(cases.dice.mean()), hd95_mm=float(cases.hd95_mm.mean()),
+                   assd_mm=float(cases.assd_mm.mean()))
+
+
+def finish_cell(folder: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """Write the cell's `cell.json` (the mark that it is finished); its row."""
+    from medprompt.common.atomic import atomic_path
+
     row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
     with atomic_path(folder / CELL_DONE) as tmp:
         tmp.write_text(json.dumps(row, indent=1))
     return row
+
+
+def predict_again(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path) -> dict[str, Any]:
+    """A `from` method's cell: the source method's run of the same shots, subset and seed (trained first if it is
+    not yet), predicted with the `predict` settings; no training of its own."""
+    from dataclasses import replace
+
+    from medprompt.methods.run_dir import load_trained
+
+    spec = protocol["methods"][cell.method]
+    source = run_cell(cell._replace(method=spec["from"]), protocol, dataset, backbone, out)
+    folder = out / "cells" / cell.key
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    row = {**{k: source.get(k) for k in ("method_name", "supervision")}, "cell": cell.key, "task": cell.task,
+           "method": cell.method, "shots": cell.shots, "subset": cell.subset, "seed": cell.seed,
+           "status": source["status"], "test_slices": 0, "train_s": 0.0}
+    if row["status"] == "ok":
+        model = load_trained(out / "cells" / source["cell"] / "run", backbone.device, backbone=backbone)
+        model.refine = replace(model.refine, **(spec.get("predict") or {}))
+        predict_and_score(model, cell, protocol, dataset, folder, row)
+    return finish_cell(folder, row)
 
 
 def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
@@ -235,6 +295,9 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
     lines, total = [], 0.0
     for cell in cells:
         spec = protocol["methods"][cell.method]
+        if "from" in spec:
+            lines.append(f"  {cell.key:<55}    no training (predicts {spec['from']}'s run again)")
+            continue
         cfg = load_train_config(spec["method"], spec.get("config"), [*protocol.get("set", []), *spec.get("set", [])])
         shots = 10 if cell.shots == "all" else int(cell.shots)
         seconds = 0.0 if spec.get("bound") else cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * \
