@@ -3,6 +3,11 @@ summarise with intervals; on a synthetic ACDC download and the random tiny backb
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +19,8 @@ from medprompt.cli.main import main
 from medprompt.evaluation.evaluate import evaluate_slices
 from medprompt.evaluation.summary import bootstrap_interval, summarise
 from preprocessing.phantoms import write_acdc
+
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +137,22 @@ def test_a_variant_must_name_a_trained_method_and_prediction_settings(protocol_f
     path.write_text(yaml.safe_dump(protocol, sort_keys=False))
     expect_error(capsys, ["benchmark", str(path), "--out", str(tmp_path / "out")], fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_torchrun_shares_the_cells_out_and_writes_the_same_tables(finished, protocol_file, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(TESTS / "medprompt_with_tiny_backbone.py"), "benchmark", str(protocol_file), "--out",
+                             str(out)], capture_output=True, encoding="utf-8",
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rank 0 of 2" in result.stderr and "rank 1 of 2" in result.stderr
+    assert result.stdout.count("| acdc_lv |") == 2  # the table, printed once
+    timings = ["train_s", "predict_s"]
+    pd.testing.assert_frame_equal(pd.read_csv(out / "runs.csv").drop(columns=timings),
+                                  pd.read_csv(finished / "runs.csv").drop(columns=timings))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "summary.csv").drop(columns="train_s"),
+                                  pd.read_csv(finished / "summary.csv").drop(columns="train_s"))
 
 
 def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys):

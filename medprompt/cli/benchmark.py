@@ -110,6 +110,12 @@ def protocol_cells(protocol: dict[str, Any]) -> list[Cell]:
     return cells
 
 
+def training_cell(cell: Cell, protocol: dict[str, Any]) -> Cell:
+    """The cell whose run `cell` predicts with: its own, or for a `from` method the source method's."""
+    source = protocol["methods"][cell.method].get("from")
+    return cell._replace(method=source) if source else cell
+
+
 def raw_folder(protocol: dict[str, Any], task: str) -> Path:
     spec = protocol["tasks"][task]
     return Path(spec.get("data") or protocol["data"]) / spec["raw"]
@@ -313,22 +319,38 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     from medprompt.backbones import load_backbone
     from medprompt.common.device import resolve_device
+    from medprompt.common.distributed import process_group
+    from medprompt.data.dataset import PreprocessedDataset
 
     protocol = load_protocol(args.protocol, args.data, args.overrides)
     cells = protocol_cells(protocol)
-    backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"), resolve_device(args.device),
-                             engine=args.engine)
+    group = process_group()
+    backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"),
+                             group.device(resolve_device(args.device)), engine=args.engine)
     if args.dry_run:
-        print(estimate(cells, protocol, backbone))
+        if group.is_main:
+            print(estimate(cells, protocol, backbone))
         return
     out = Path(args.out)
+    tasks = list(dict.fromkeys(cell.task for cell in cells))
+    if group.is_main:  # the folder, the preprocessing and the embeddings, once for the group
+        check_protocol_folder(out, protocol)
+        for task in tasks:
+            prepare_task(out, protocol, task, backbone)
+    group.wait_for_all()
     check_protocol_folder(out, protocol)
-    datasets, rows = {}, []
-    for cell in tqdm(cells, desc="benchmark", unit="cell"):
-        if cell.task not in datasets:
-            datasets[cell.task] = prepare_task(out, protocol, cell.task, backbone)
-        rows.append(run_cell(cell, protocol, datasets[cell.task], backbone, out))
-    print(write_summaries(out, protocol, rows), end="")
+    datasets = {task: PreprocessedDataset(task_data(out, protocol, task)) for task in tasks}
+    units: dict[Cell, list[Cell]] = {}  # a run and the cells that read it stay in one process
+    for cell in cells:
+        units.setdefault(training_cell(cell, protocol), []).append(cell)
+    mine = [cell for unit in group.share(list(units)) for cell in units[unit]]
+    label = "benchmark" if group.size == 1 else f"benchmark (rank {group.rank} of {group.size})"
+    for cell in tqdm(mine, desc=label, unit="cell"):
+        run_cell(cell, protocol, datasets[cell.task], backbone, out)
+    group.wait_for_all()
+    if group.is_main:
+        rows = [json.loads((out / "cells" / cell.key / CELL_DONE).read_text()) for cell in cells]
+        print(write_summaries(out, protocol, rows), end="")
 
 
 def add_benchmark(p: argparse.ArgumentParser) -> None:
@@ -350,6 +372,8 @@ VERBS = [
          "Run a protocol of runs (the paper's Table 1, or your own) and write its tables.",
          "each cell is an ordinary train / predict / evaluate run on the task's test split; a rerun skips finished\n"
          "cells and redoes a killed one; runs.csv has one row per run, summary.md the table with 95% intervals.\n"
+         "under torchrun the cells are shared out among the processes, each on its own GPU (CUDA) or on the CPU:\n"
+         "         torchrun --nproc_per_node 4 -m medprompt benchmark table1 --out bench/table1\n"
          "example: medprompt benchmark smoke --out bench/smoke\n"
          "         medprompt benchmark table1 --out bench/table1 --data ~/data --dry-run\n"
          "         medprompt config benchmarks/table1      (the protocol's keys)"),

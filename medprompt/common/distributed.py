@@ -1,0 +1,61 @@
+"""Several processes started by `torchrun`: this process's place in the group, the device it uses, and the
+points where the group waits for all of its members.
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them a verb runs as one process and nothing here does
+anything. The group talks over NCCL on CUDA and Gloo on the CPU. When one member fails, torchrun stops the
+others, so a waiting member never waits for a process that is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from medprompt.common.errors import MedpromptError
+
+WAIT = timedelta(days=7)  # a member may wait this long at a barrier: the others' share of a benchmark takes hours
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's rank among `size` processes, and its rank on its machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """The member that prepares shared inputs and writes shared outputs."""
+        return self.rank == 0
+
+    def share(self, items: list) -> list:
+        """This member's share of `items`: every size-th one from its rank."""
+        return items[self.rank :: self.size]
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device this member runs on: its own GPU (LOCAL_RANK) when the group runs on CUDA."""
+        if self.size > 1 and device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def wait_for_all(self) -> None:
+        """Return once every member has reached this point."""
+        if self.size > 1:
+            torch.distributed.barrier()
+
+
+def process_group() -> Group:
+    """The group this process belongs to (joined on first use), or a group of one outside torchrun."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise MedpromptError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
+    if size > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend, timeout=WAIT)
+    return Group(rank, size, local_rank)
