@@ -50,8 +50,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
                         "run was trained, `refine.enabled`; on for the default recipe, off for --config paper)")
     p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
                    help="keep each predicted volume's largest 3D connected component, dropping blobs on slices apart "
-                        "from the structure (default: as the run was trained, `refine.largest_component`, off unless "
-                        "set)")
+                        "from the structure (default: as the run was trained, `refine.largest_component`, on for the default recipe, off for --config paper)")
     p.add_argument("--orientations", default="none", choices=["none", "flips", "dihedral"],
                    help="average the learned prompt's mask over each slice flipped (flips: 4 orientations) or also "
                         "turned and transposed (dihedral: 8), each encoded again, so 4x or 8x the encoder's time; "
