@@ -184,6 +184,8 @@ def test_boxes_go_only_when_asked_and_an_export_never_lands_on_a_full_folder(acd
     assert {p.name for p in (tmp_path / "with_boxes").iterdir()} == FILES | {"train_boxes.csv"}
     expect_error(capsys, ["export", str(acdc_run.run), "--out", str(tmp_path / "with_boxes")], "not empty")
     expect_error(capsys, ["export", str(acdc_run.dataset), "--out", str(tmp_path / "x")], "not a run folder")
+    expect_error(capsys, ["export", str(acdc_run.run), "--out", str(tmp_path / "x"), "--onnx", str(tmp_path / "x.pt")],
+                 "name the file FILE.onnx")
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
 

@@ -28,7 +28,7 @@ from medprompt.backbones.checkpoint import sha256_file
 from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.export.model_card import Metric, model_card
-from medprompt.export.onnx_segmenter import export_onnx
+from medprompt.export.onnx_segmenter import check_onnx_path, export_onnx
 from medprompt.inference.segment import segment_images
 from medprompt.methods.run_dir import (
     BOXES,
@@ -47,7 +47,7 @@ CARD = "README.md"
 FORMAT_VERSION = 1
 
 
-def test_slice(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+def synthetic_slice(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """A synthetic grey slice [1,H,W] uint8 (a bright disc on a smooth background with noise): no patient data."""
     rows, cols = np.mgrid[: size[0], : size[1]]
     disc = ((rows - size[0] * 0.45) ** 2 + (cols - size[1] * 0.55) ** 2) < (min(size) * 0.12) ** 2
@@ -55,7 +55,7 @@ def test_slice(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.clip(background + 120 * disc, 0, 255).astype(np.uint8)[None]
 
 
-def exported_config(config: dict, weights_sha256: str) -> dict:
+def hub_config(config: dict, weights_sha256: str) -> dict:
     """`config.json`: the Hub's keys, then the run config's sections with the paths taken out."""
     dataset = {k: v for k, v in config["dataset"].items() if k != "path"}
     backbone = {k: v for k, v in config["backbone"].items() if k != "checkpoint"}
@@ -78,6 +78,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, device: torch
     if not (run_dir / CONFIG).is_file():
         raise MedpromptError(f"{run_dir}: not a run folder (no {CONFIG}); export a folder written by `medprompt train`")
     config = finished_run_config(run_dir)
+    if onnx is not None:
+        check_onnx_path(onnx)
     if out.exists() and any(out.iterdir()):
         raise MedpromptError(f"--out {out}: not empty; export into a new folder")
     partial = out.with_name(out.name + ".partial")
@@ -86,11 +88,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, device: torch
     try:
         shutil.copyfile(run_dir / WEIGHTS, partial / EXPORT_WEIGHTS)
         sha = sha256_file(partial / EXPORT_WEIGHTS)
-        (partial / EXPORT_CONFIG).write_text(json.dumps(exported_config(config, sha), indent=2) + "\n")
+        (partial / EXPORT_CONFIG).write_text(json.dumps(hub_config(config, sha), indent=2) + "\n")
         boxes = len(pd.read_csv(run_dir / BOXES)) if (run_dir / BOXES).is_file() else 0
         if include_boxes and boxes:
             shutil.copyfile(run_dir / BOXES, partial / BOXES)
-        image = test_slice(tuple(config["dataset"]["slice_shape"]))
+        image = synthetic_slice(tuple(config["dataset"]["slice_shape"]))
         model = load_trained(run_dir, device, checkpoint, engine=engine)
         expected = probabilities(model, image)
         save_file({"image": image, "probabilities": expected}, str(partial / TEST_TENSORS))

@@ -68,15 +68,23 @@ def second_pass_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".onnx") + ".second_pass.onnx")
 
 
+def check_onnx_path(path: str | os.PathLike) -> Path:
+    """The graphs' path, refused before any work unless it names a FILE.onnx in an existing folder."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise MedpromptError(f"--onnx {path}: name the file FILE.onnx")
+    if not path.parent.is_dir():
+        raise MedpromptError(f"--onnx {path}: the folder {path.parent} does not exist")
+    return path
+
+
 def export_onnx(model: TrainedModel, path: str | os.PathLike) -> list[Path]:
     """Write the segmenter's graphs and their description next to `path`; returns the files written."""
     try:
         import onnx  # noqa: F401 - torch's exporter needs it
     except ImportError:
         raise MedpromptError("--onnx needs the onnx package: pip install onnx") from None
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise MedpromptError(f"--onnx {path}: name the file FILE.onnx")
+    path = check_onnx_path(path)
     method, size = model.method, tuple(model.config["dataset"]["slice_shape"])
     if method.needs_boxes:
         raise MedpromptError(f"--onnx: the run's method {method.name} prompts with the true boxes; nothing to deploy")
