@@ -73,7 +73,7 @@ def test_a_stray_blob_on_an_empty_slice_does_not_survive_predict(acdc_run, tmp_p
 
     monkeypatch.setattr(segment, "segment_dataset", perfect_with_a_blob)
     out = tmp_path / "pred"
-    flag = ["--largest-component"] if keep else []  # off by default (refine.largest_component)
+    flag = [] if keep else ["--no-largest-component"]  # on by default (refine.largest_component)
     assert main(["predict", str(run), str(acdc_run.dataset), "--out", str(out), *flag]) == 0
     predicted_manifest, masks, label = read_predictions(out)
     row = int(np.flatnonzero(predicted_manifest.slice_id.to_numpy() == manifest.slice_id[empty])[0])
