@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from medprompt.common.errors import MedpromptError
+from medprompt.methods.run_dir import target_name
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ def model_card(config: dict[str, Any], name: str, license_id: str, training_boxe
                metrics: list[Metric]) -> str:
     """The card's text for an exported run (`config` is the run's config, without paths)."""
     dataset, backbone, train = config["dataset"], config["backbone"], config["train"]
-    preprocessing = dataset.get("preprocessing") or {}
-    target = preprocessing.get("target") or f"label {dataset['target_label']}"
+    target = target_name(config)
     header: dict[str, Any] = {
         "library_name": "medprompt", "license": license_id, "pipeline_tag": "image-segmentation",
         "tags": ["medical-imaging", "segmentation", "few-shot", "box-supervision", "medprompt", train["method"],

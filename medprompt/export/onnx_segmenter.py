@@ -28,6 +28,7 @@ from medprompt.common.atomic import atomic_path
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import main_box
 from medprompt.methods import Method, Slices
+from medprompt.methods.refinement import RefineConfig, prompt_box
 from medprompt.methods.run_dir import TrainedModel
 
 THRESHOLD = 0.5
@@ -138,10 +139,8 @@ class OnnxSegmenter:
         if self.second is None:
             return probabilities[0]
         d = self.description
-        box = main_box(probabilities[0] > d["threshold"], d["min_island"])
+        rule = RefineConfig(min_island=d["min_island"], box_margin=d["box_margin"])
+        box = prompt_box(main_box(probabilities[0] > d["threshold"], rule.min_island), rule, tuple(d["slice_shape"]))
         if box is None:
             return probabilities[0]
-        height, width = d["slice_shape"]
-        pad = int(round(d["box_margin"] * max(height, width)))
-        box = np.clip(box + np.array([-pad, -pad, pad, pad]), 0, [width - 1, height - 1, width - 1, height - 1])
         return self.second.run(None, {"embeddings": embeddings, "box": box[None].astype(np.float32)})[0][0]

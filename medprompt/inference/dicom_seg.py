@@ -25,9 +25,9 @@ SEG_SUFFIX = ".seg.dcm"
 SERIES_NUMBER = 900  # the SEG's own series number; viewers list it beside the source's
 
 
-def source_instances(series: str | os.PathLike) -> list[pydicom.Dataset]:
-    """The series' instances in position order (headers and pixels, as highdicom needs them)."""
-    return [pydicom.dcmread(name) for name in series_files(series)]
+def source_instances(series: str | os.PathLike, pixels: bool = True) -> list[pydicom.Dataset]:
+    """The series' instances in position order (with their pixels unless `pixels` is False: headers only)."""
+    return [pydicom.dcmread(name, stop_before_pixels=not pixels) for name in series_files(series)]
 
 
 def write_seg(mask: np.ndarray, series: str | os.PathLike, path: str | os.PathLike, segment_label: str,
@@ -68,7 +68,7 @@ def read_seg(path: str | os.PathLike, series: str | os.PathLike) -> np.ndarray:
         seg = hd.seg.segread(path)
     except (OSError, ValueError, AttributeError, pydicom.errors.InvalidDicomError) as exc:
         raise MedpromptError(f"{path}: not a readable DICOM SEG ({exc})") from None
-    uids = [str(source.SOPInstanceUID) for source in source_instances(series)]
+    uids = [str(source.SOPInstanceUID) for source in source_instances(series, pixels=False)]
     referenced = {sop for _, _, sop in seg.get_source_image_uids()}
     if not referenced <= set(uids):
         raise MedpromptError(f"{path}: references instances that are not in {series}")

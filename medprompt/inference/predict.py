@@ -31,7 +31,7 @@ from medprompt.inference.segment import label_masks, predict_dataset, segment_im
 from medprompt.inference.store import has_source_geometry, prediction_folder
 from medprompt.methods import method_class
 from medprompt.methods.orientations import check_orientations
-from medprompt.methods.run_dir import TrainedModel, finished_run_config, load_trained
+from medprompt.methods.run_dir import TrainedModel, finished_run_config, load_trained, target_name
 
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
 Preparer = Callable[[Path, dict], tuple[pd.DataFrame, np.ndarray]]  # (file, preprocessing config) -> manifest, slices
@@ -84,10 +84,8 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:
     """The prediction `nifti` of a DICOM series, written beside it as a DICOM SEG over the series' instances."""
-    preprocessing = run_config["dataset"].get("preprocessing") or {}
-    target = preprocessing.get("target") or f"label {run_config['dataset'].get('target_label', 1)}"
     mask = read_volume(nifti)[0]
-    return write_seg(mask, series, nifti.parent / f"{series.name}{SEG_SUFFIX}", str(target),
+    return write_seg(mask, series, nifti.parent / f"{series.name}{SEG_SUFFIX}", target_name(run_config),
                      run_config["train"]["method"])
 
 

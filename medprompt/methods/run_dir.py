@@ -66,6 +66,12 @@ class TrainedModel:
     orientations: str = "none"
 
 
+def target_name(config: dict[str, Any]) -> str:
+    """The run's structure as its preprocessing names it (`target`), else by its label value."""
+    preprocessing = config["dataset"].get("preprocessing") or {}
+    return str(preprocessing.get("target") or f"label {config['dataset']['target_label']}")
+
+
 def model_folder(path: str | os.PathLike) -> Path:
     """The folder holding a model: a run or export folder as it is; for the Hub's download cache
     (`models--owner--name/`), the snapshot `refs/main` names, or its only one."""
