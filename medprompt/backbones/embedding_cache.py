@@ -7,7 +7,10 @@ fingerprint, package version, encoder batch size, the engine that encoded it and
 measured difference from PyTorch). The file is built under `<id>.h5.partial`, one
 batch at a time, so an interrupted run loses at most the batch in flight and a
 rerun continues (with the batch size it started with, so every slice is encoded
-alike); it is renamed to its final name when every slice is written. A
+alike); it is renamed to its final name when every slice is written. Under
+torchrun each process encodes its share of the batches into `<id>.h5.partial.batches/`
+(one file per batch, written atomically) and the first process gathers them into
+the partial file, so the cache equals one process's and a group that dies resumes. A
 cache whose provenance differs from the current checkpoint or preprocessing is
 refused, and so is one written by an engine that does not agree with the current
 one within the engines' tolerance (a reduced-precision engine agrees with no other).
@@ -15,7 +18,9 @@ one within the engines' tolerance (a reduced-precision engine agrees with no oth
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -27,8 +32,9 @@ from tqdm.auto import tqdm
 from medprompt import __version__
 from medprompt.backbones import Backbone
 from medprompt.backbones.engines import TOLERANCE
-from medprompt.common.atomic import partial_path
+from medprompt.common.atomic import atomic_path, partial_path
 from medprompt.common.device import autocast, default_batch_size
+from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.common.locking import exclusive
 from medprompt.common.output_paths import check_output_folder
@@ -90,41 +96,68 @@ def build_cache(
     batch_size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    group: Group = Group(),
 ) -> Path:
     """Encode every slice of the dataset into the cache, resuming a partial file when it matches.
 
-    `batch_size` defaults to the device's (`default_batch_size`).
+    `batch_size` defaults to the device's (`default_batch_size`). In a `group` of several processes
+    (torchrun) each member encodes its share of the batches and the main member assembles the one cache.
     """
     if batch_size is not None and batch_size < 1:
         raise MedpromptError(f"--batch-size {batch_size}: must be at least 1")
     final = cache_path(dataset.root, backbone.backbone_id)
     check_output_folder(final.parent, "embedding cache folder")
-    expected = provenance(dataset, backbone)
-    with exclusive(dataset.root, "medprompt embed"):
-        if final.exists() and not overwrite:
-            with _open(final, "r") as f:
-                check_provenance(final, f.attrs, expected)
-                check_engine(final, f.attrs, backbone)
+    tmp = partial_path(final)
+    with exclusive(dataset.root, "medprompt embed") if group.is_main else contextlib.nullcontext():
+        decided = _prepare(final, dataset, backbone, batch_size, overwrite) if group.is_main else None
+        batch_size = group.from_main(decided)
+        if batch_size is None:  # the cache is complete and matches
             return final
-        tmp = partial_path(final)
-        if tmp.exists() and overwrite:
-            tmp.unlink()
-        batch_size = batch_size or default_batch_size(backbone.device)
-        if tmp.exists():
-            with _open(tmp, "r") as f:
-                check_provenance(tmp, f.attrs, expected)
-                check_engine(tmp, f.attrs, backbone)
-                started = int(f.attrs.get("batch_size", batch_size))
-            if started != batch_size:
-                warnings.warn(f"{tmp}: resuming with the batch size it was started with ({started}), not {batch_size}, "
-                              "so that every slice is encoded alike")
-                batch_size = started
+        if group.size == 1:
+            _fill(tmp, dataset, backbone, batch_size, progress)
         else:
-            _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size, "engine": backbone.engine.name,
-                                             "engine_max_diff": backbone.engine.max_diff})
-        _fill(tmp, dataset, backbone, batch_size, progress)
-        os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
+            _fill_shards(tmp, dataset, backbone, batch_size, progress, group)
+            group.wait_for_all()
+        if group.is_main:
+            with _open(tmp, "r+") as f:
+                missing = _merge_shards(f, tmp)
+            if missing:
+                raise MedpromptError(f"{tmp}: {missing} slices were not encoded; run embed again to finish it")
+            os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
+        group.wait_for_all()
     return final
+
+
+def _prepare(final: Path, dataset: PreprocessedDataset, backbone: Backbone, batch_size: int | None,
+             overwrite: bool) -> int | None:
+    """Check a complete cache (None: nothing to encode), or start or check the partial file, gathering what an
+    interrupted group of processes left beside it; the batch size to encode with."""
+    expected = provenance(dataset, backbone)
+    if final.exists() and not overwrite:
+        with _open(final, "r") as f:
+            check_provenance(final, f.attrs, expected)
+            check_engine(final, f.attrs, backbone)
+        return None
+    tmp = partial_path(final)
+    if overwrite:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(_shard_folder(tmp), ignore_errors=True)
+    batch_size = batch_size or default_batch_size(backbone.device)
+    if tmp.exists():
+        with _open(tmp, "r+") as f:
+            check_provenance(tmp, f.attrs, expected)
+            check_engine(tmp, f.attrs, backbone)
+            started = int(f.attrs.get("batch_size", batch_size))
+            _merge_shards(f, tmp)
+        if started != batch_size:
+            warnings.warn(f"{tmp}: resuming with the batch size it was started with ({started}), not {batch_size}, "
+                          "so that every slice is encoded alike")
+            batch_size = started
+    else:
+        shutil.rmtree(_shard_folder(tmp), ignore_errors=True)
+        _create(tmp, dataset, backbone, {**expected, "batch_size": batch_size, "engine": backbone.engine.name,
+                                         "engine_max_diff": backbone.engine.max_diff})
+    return batch_size
 
 
 def _open(path: Path, mode: str) -> h5py.File:
@@ -147,24 +180,75 @@ def _create(path: Path, dataset: PreprocessedDataset, backbone: Backbone, expect
         f.attrs["package_version"] = __version__
 
 
-def _fill(path: Path, dataset: PreprocessedDataset, backbone: Backbone, batch_size: int, progress: bool) -> None:
-    """Encode the batches not yet written; batch boundaries are fixed so a resumed file equals a fresh one."""
-    n = len(dataset)
-    with h5py.File(path, "r+") as f:
+def _pending_batches(path: Path, n: int, batch_size: int) -> list[int]:
+    """The starts of the batches not yet written; batch boundaries are fixed so a resumed file equals a fresh one."""
+    with h5py.File(path, "r") as f:
         written = f["written"][:].astype(bool)
-        starts = [s for s in range(0, n, batch_size) if not written[s : s + batch_size].all()]
-        bar = tqdm(total=n, initial=n - sum(min(batch_size, n - s) for s in starts), unit="slice",
-                   desc=f"embed {backbone.backbone_id}", disable=not progress)
+    return [s for s in range(0, n, batch_size) if not written[s : s + batch_size].all()]
+
+
+def _encode(dataset: PreprocessedDataset, backbone: Backbone, start: int, stop: int) -> np.ndarray:
+    """The float16 embeddings of slices start..stop-1."""
+    images = torch.from_numpy(dataset.images(np.arange(start, stop)))
+    with autocast(backbone.device):
+        embeddings = backbone.encode(images)
+    return embeddings.float().cpu().numpy().astype(np.float16)
+
+
+def _fill(path: Path, dataset: PreprocessedDataset, backbone: Backbone, batch_size: int, progress: bool) -> None:
+    """Encode the batches not yet written into the partial file, one flushed batch at a time."""
+    n = len(dataset)
+    starts = _pending_batches(path, n, batch_size)
+    bar = tqdm(total=n, initial=n - sum(min(batch_size, n - s) for s in starts), unit="slice",
+               desc=f"embed {backbone.backbone_id}", disable=not progress)
+    with h5py.File(path, "r+") as f:
         for start in starts:
             stop = min(start + batch_size, n)
-            images = torch.from_numpy(dataset.images(np.arange(start, stop)))
-            with autocast(backbone.device):
-                embeddings = backbone.encode(images)
-            f["embeddings"][start:stop] = embeddings.float().cpu().numpy().astype(np.float16)
+            f["embeddings"][start:stop] = _encode(dataset, backbone, start, stop)
             f["written"][start:stop] = 1
             f.flush()
             bar.update(stop - start)
-        bar.close()
+    bar.close()
+
+
+def _shard_folder(partial: Path) -> Path:
+    """Where the members of a group leave their encoded batches, one file each, for the main member to gather."""
+    return partial.with_name(partial.name + ".batches")
+
+
+def _fill_shards(path: Path, dataset: PreprocessedDataset, backbone: Backbone, batch_size: int, progress: bool,
+                 group: Group) -> None:
+    """This member's share of the batches not yet written, each saved atomically beside the partial file (HDF5
+    takes one writer), so a member that dies loses at most its batch in flight."""
+    n = len(dataset)
+    mine = group.share(_pending_batches(path, n, batch_size))
+    folder = _shard_folder(path)
+    folder.mkdir(exist_ok=True)
+    bar = tqdm(total=sum(min(batch_size, n - s) for s in mine), unit="slice", disable=not progress,
+               desc=f"embed {backbone.backbone_id} (rank {group.rank} of {group.size})")
+    for start in mine:
+        stop = min(start + batch_size, n)
+        with atomic_path(folder / f"{start:09d}.npy") as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, _encode(dataset, backbone, start, stop))
+        bar.update(stop - start)
+    bar.close()
+
+
+def _merge_shards(f: h5py.File, partial: Path) -> int:
+    """Write the batches that members of a group saved beside the open `partial` file into it, and remove them;
+    the number of slices still to encode."""
+    folder = _shard_folder(partial)
+    if folder.is_dir():
+        for shard in sorted(folder.glob("*.npy")):
+            start = int(shard.stem)
+            embeddings = np.load(shard)
+            f["embeddings"][start : start + len(embeddings)] = embeddings
+            f["written"][start : start + len(embeddings)] = 1
+            f.flush()
+            shard.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+    return int((f["written"][:] == 0).sum())
 
 
 class EmbeddingCache:

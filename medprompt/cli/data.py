@@ -21,12 +21,16 @@ def cmd_embed(args: argparse.Namespace) -> None:
     from medprompt.backbones import load_backbone
     from medprompt.backbones.embedding_cache import build_cache
     from medprompt.common.device import resolve_device
+    from medprompt.common.distributed import process_group
     from medprompt.data.dataset import PreprocessedDataset
 
     dataset = PreprocessedDataset(args.dataset_dir)
-    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device), engine=args.engine)
-    path = build_cache(dataset, backbone, batch_size=args.batch_size, overwrite=args.overwrite)
-    print(f"embeddings of {len(dataset)} slices: {path}")
+    group = process_group()
+    backbone = load_backbone(args.backbone, args.checkpoint, group.device(resolve_device(args.device)),
+                             engine=args.engine)
+    path = build_cache(dataset, backbone, batch_size=args.batch_size, overwrite=args.overwrite, group=group)
+    if group.is_main:
+        print(f"embeddings of {len(dataset)} slices: {path}")
 
 
 def add_preprocess(p: argparse.ArgumentParser) -> None:
@@ -58,5 +62,6 @@ VERBS = [
      "          medprompt config acdc      (every key and its default; `config folder` for your own images)"),
     Verb("embed", cmd_embed, add_embed, "Encode every slice once with the frozen image encoder (resumable cache).",
      "example: medprompt embed data/acdc                 (LiteMedSAM, the default)\n"
-     "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth"),
+     "         medprompt embed data/acdc --checkpoint medsam_vit_b.pth\n"
+     "         torchrun --nproc_per_node 4 -m medprompt embed data/acdc   (each process its share of the slices)"),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 
@@ -47,6 +48,28 @@ class Group:
         if self.size > 1:
             torch.distributed.barrier()
 
+    def from_main(self, value: Any) -> Any:
+        """The main member's `value`, on every member: the main member decides, the others follow."""
+        if self.size == 1:
+            return value
+        box = [value if self.is_main else None]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list:
+        """Every member's `value`, in rank order, on every member."""
+        if self.size == 1:
+            return [value]
+        values: list = [None] * self.size
+        torch.distributed.all_gather_object(values, value)
+        return values
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` summed over the members, in place (a tensor on this member's device)."""
+        if self.size > 1:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
 
 def process_group() -> Group:
     """The group this process belongs to (joined on first use), or a group of one outside torchrun."""
@@ -57,5 +80,7 @@ def process_group() -> Group:
         raise MedpromptError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
     if size > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)  # NCCL's object collectives run on the current device
         torch.distributed.init_process_group(backend=backend, timeout=WAIT)
     return Group(rank, size, local_rank)
