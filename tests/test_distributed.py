@@ -14,6 +14,7 @@ import numpy as np
 
 from helpers import tiny_backbone_args
 from medprompt.backbones.embedding_cache import cache_path
+from medprompt.data.volume_io import read_volume
 
 TESTS = Path(__file__).resolve().parent
 COMMAND_LINE = str(TESTS / "medprompt_with_tiny_backbone.py")
@@ -67,3 +68,33 @@ def test_a_group_with_a_killed_member_leaves_a_cache_that_embed_finishes(synthet
     assert "(rank 1 of 2): 100%" in again.stderr
     assert np.array_equal(cache_content(group)[0], cache_content(alone)[0])
     assert sorted(p.name for p in final.parent.iterdir()) == ["tiny_test.h5"]
+
+
+def prediction_content(folder: Path) -> dict[str, np.ndarray]:
+    """What `predict` published in `folder`: each listed output's voxels (the predictions file's masks)."""
+    content = {}
+    for name in (folder / "predict_outputs.txt").read_text().split():
+        if name.endswith(".h5"):
+            with h5py.File(folder / name, "r") as f:
+                content[name] = f["mask"][:]
+        else:
+            content[name] = read_volume(folder / name)[0]
+    return content
+
+
+def test_a_group_predicts_a_dataset_and_files_as_one_process_does(acdc_run, tmp_path):
+    files = sorted(acdc_run.raw.glob("training/*/*_frame??.nii.gz"))[:3]
+    assert len(files) == 3
+    for inputs, name in (([acdc_run.dataset], "dataset"), (files, "files")):
+        alone, group = tmp_path / f"alone_{name}", tmp_path / f"group_{name}"
+        args = ["predict", str(acdc_run.run), *map(str, inputs)]
+        assert run_group([*args, "--out", str(alone)], processes=1).returncode == 0
+        result = run_group([*args, "--out", str(group)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("outputs in") == 1
+        if name == "dataset":
+            assert "predict (rank 1 of 2)" in result.stderr
+        expected, content = prediction_content(alone), prediction_content(group)
+        assert list(content) == list(expected) and len(content) >= 3
+        assert all(np.array_equal(content[key], expected[key]) for key in expected)
+        assert not (group / ".predict_running").exists()

@@ -225,7 +225,7 @@ def _fill_shards(path: Path, dataset: PreprocessedDataset, backbone: Backbone, b
     folder = _shard_folder(path)
     folder.mkdir(exist_ok=True)
     bar = tqdm(total=sum(min(batch_size, n - s) for s in mine), unit="slice", disable=not progress,
-               desc=f"embed {backbone.backbone_id} (rank {group.rank} of {group.size})")
+               desc=group.label(f"embed {backbone.backbone_id}"))
     for start in mine:
         stop = min(start + batch_size, n)
         with atomic_path(folder / f"{start:09d}.npy") as tmp:

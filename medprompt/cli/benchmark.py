@@ -344,8 +344,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     for cell in cells:
         units.setdefault(training_cell(cell, protocol), []).append(cell)
     mine = [cell for unit in group.share(list(units)) for cell in units[unit]]
-    label = "benchmark" if group.size == 1 else f"benchmark (rank {group.rank} of {group.size})"
-    for cell in tqdm(mine, desc=label, unit="cell"):
+    for cell in tqdm(mine, desc=group.label("benchmark"), unit="cell"):
         run_cell(cell, protocol, datasets[cell.task], backbone, out)
     group.wait_for_all()
     if group.is_main:

@@ -10,15 +10,19 @@ from medprompt.cli.options import POSITIVE, Verb, add_device, add_engine
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from medprompt.common.device import resolve_device
+    from medprompt.common.distributed import process_group
     from medprompt.inference.predict import predict_inputs
     from preprocessing.pipeline import preprocess_input
 
-    written = predict_inputs(args.run_dir, args.inputs, args.out, resolve_device(args.device), checkpoint=args.checkpoint,
+    group = process_group()
+    device = group.device(resolve_device(args.device))
+    written = predict_inputs(args.run_dir, args.inputs, args.out, device, checkpoint=args.checkpoint,
                              split=args.split, batch_size=args.batch_size, box_prompt=args.box_prompt,
                              refine=args.refine, prepare=preprocess_input, orientations=args.orientations,
                              engine=args.engine, largest_component=args.largest_component,
-                             output_format=args.format)
-    print(f"{len(written)} outputs in {args.out}")
+                             output_format=args.format, group=group)
+    if group.is_main:
+        print(f"{len(written)} outputs in {args.out}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -75,7 +79,9 @@ VERBS = [
      "each output is written in its input's own geometry and format, named after the input, in --out.\n"
      "example: medprompt predict runs/acdc-10shot patient101_frame01.nii.gz --out predictions/\n"
      "         medprompt predict runs/acdc-10shot data/acdc --split test --out predictions/\n"
-     "         medprompt predict runs/lv-10shot dicom/series_1 --format dicom-seg --out predictions/"),
+     "         medprompt predict runs/lv-10shot dicom/series_1 --format dicom-seg --out predictions/\n"
+     "         torchrun --nproc_per_node 4 -m medprompt predict runs/acdc-10shot data/acdc --out predictions/\n"
+     "           (the slices, or the files, shared out among the processes, each on its own GPU or the CPU)"),
     Verb("reconstruct", cmd_reconstruct, add_reconstruct,
      "Turn a per-slice array aligned with a manifest back into source-geometry volumes.",
      "example: medprompt reconstruct data/acdc data/acdc/slices.h5:mask --out roundtrip/"),

@@ -8,11 +8,13 @@ others, so a waiting member never waits for a process that is gone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ContextManager, Iterator
 
+import numpy as np
 import torch
 
 from medprompt.common.errors import MedpromptError
@@ -36,6 +38,37 @@ class Group:
     def share(self, items: list) -> list:
         """This member's share of `items`: every size-th one from its rank."""
         return items[self.rank :: self.size]
+
+    def label(self, text: str) -> str:
+        """`text` naming this member when there are several (a progress bar's label)."""
+        return text if self.size == 1 else f"{text} (rank {self.rank} of {self.size})"
+
+    def join(self, mine: np.ndarray) -> np.ndarray:
+        """The array whose rows the members' `share`s split, whole and in order, on every member (boolean
+        arrays travel as bits)."""
+        if self.size == 1:
+            return mine
+        packed = mine.dtype == bool
+        parts = self.gather((mine.shape, np.packbits(mine) if packed else mine))
+        whole = np.empty((sum(shape[0] for shape, _ in parts), *mine.shape[1:]), dtype=mine.dtype)
+        for rank, (shape, data) in enumerate(parts):
+            rows = np.unpackbits(data, count=int(np.prod(shape))).reshape(shape).astype(bool) if packed else data
+            whole[rank :: self.size] = rows
+        return whole
+
+    @contextlib.contextmanager
+    def main_holds(self, context: ContextManager) -> Iterator[Any]:
+        """`context` (an output folder's lock and mark) held by the main member for the whole group's block: the
+        others start once it holds it, and it lets go once they have all finished. Others get None."""
+        if self.is_main:
+            with context as value:
+                self.wait_for_all()
+                yield value
+                self.wait_for_all()
+        else:
+            self.wait_for_all()
+            yield None
+            self.wait_for_all()
 
     def device(self, device: torch.device) -> torch.device:
         """The device this member runs on: its own GPU (LOCAL_RANK) when the group runs on CUDA."""

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from medprompt.common.device import default_batch_size
+from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
@@ -79,7 +80,7 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
                      batch_size: int) -> list[Path]:
     """Segment a prepared file's slices; the output has the file's geometry and format."""
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
-    return reconstruct(manifest, label_masks(model, manifest, probs), out_dir, kind="label")
+    return reconstruct(manifest, label_masks(model, manifest, probs > 0.5), out_dir, kind="label")
 
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:
@@ -145,14 +146,16 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
                    checkpoint: str | os.PathLike | None = None, split: str = "all", batch_size: int | None = None,
                    box_prompt: bool = False, refine: bool | None = None, prepare: Preparer | None = None,
                    orientations: str = "none", engine: str = "auto",
-                   largest_component: bool | None = None, output_format: str = "nifti") -> list[Path]:
+                   largest_component: bool | None = None, output_format: str = "nifti",
+                   group: Group = Group()) -> list[Path]:
     """Predict every input; a dataset folder among several gets its own subfolder of `out`.
 
     `batch_size` defaults to the device's (`default_batch_size`); `refine` overrides the run's second-pass
     setting and `largest_component` its volume step; `prepare` preprocesses image-file inputs (see
     `prepare_file`); `orientations` averages the first pass over the slices in those orientations (each one
     encoded again); `engine` runs the encoder (`engines.ENGINE_CHOICES`); `output_format` `dicom-seg` adds a
-    DICOM SEG beside each DICOM series' NIfTI.
+    DICOM SEG beside each DICOM series' NIfTI. In a `group` of processes (torchrun) the members share out a
+    dataset's slices and the files; the main member writes what is shared and returns the list.
     """
     out = Path(out)
     check_inputs(inputs, out, None if split == "all" else [split])
@@ -179,13 +182,18 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     written: list[Path] = []
     for path in folders:
         target = out / path.name if len(inputs) > 1 else out
-        written += predict_dataset(model, path, target, None if split == "all" else [split], batch_size, box_prompt)
+        written += predict_dataset(model, path, target, None if split == "all" else [split], batch_size, box_prompt,
+                                   group=group)
     if files:
-        with prediction_folder(out) as from_files:
-            for path, (manifest, images) in zip(files, prepared):
+        with group.main_holds(prediction_folder(out)) as from_files:
+            mine = []
+            for index, path, (manifest, images) in group.share(list(zip(range(len(files)), files, prepared))):
                 volumes = predict_prepared(model, manifest, images, out, batch_size)
                 if output_format == "dicom-seg":
                     volumes += [write_dicom_seg(path, volumes[0], run_config)]
-                from_files += volumes
-        written += from_files
+                mine.append((index, volumes))
+            for _, volumes in sorted(pair for part in group.gather(mine) for pair in part):
+                if group.is_main:
+                    from_files += volumes
+        written += from_files or []
     return written

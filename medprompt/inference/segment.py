@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from medprompt.common.device import autocast
+from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import Boxes, boxes_from_dataset
 from medprompt.data.dataset import PreprocessedDataset
@@ -74,12 +75,12 @@ def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, prog
 @torch.no_grad()
 def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, batch_size: int = 8,
                     progress: bool = True, refine_config: RefineConfig = RefineConfig(),
-                    orientations: str = "none") -> np.ndarray:
+                    orientations: str = "none", desc: str = "predict") -> np.ndarray:
     """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
     position = {r: i for i, r in enumerate(rows)}
-    bar = tqdm(total=len(rows), desc="predict", unit="slice", disable=not progress)
+    bar = tqdm(total=len(rows), desc=desc, unit="slice", disable=not progress)
     reads = reads_for(method.reads, refine_config.enabled)
     for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
         images = dataset.images(batch) if ORIENTATION_SETS[orientations] else None
@@ -92,14 +93,14 @@ def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarr
 
 @torch.no_grad()
 def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
-                         batch_size: int = 8, progress: bool = True) -> np.ndarray:
+                         batch_size: int = 8, progress: bool = True, desc: str = "box prompts") -> np.ndarray:
     """Probabilities [len(rows),H,W] of the method's decoder prompted with each slice's boxes (union over boxes)."""
     backbone = method.backbone
     size = dataset.shape[1:]
     out = np.zeros((len(rows), *size), dtype=np.float32)
     ids = dataset.manifest.slice_id.to_numpy()
     position = {r: i for i, r in enumerate(rows)}
-    bar = tqdm(total=len(rows), desc="box prompts", unit="slice", disable=not progress)
+    bar = tqdm(total=len(rows), desc=desc, unit="slice", disable=not progress)
     for batch, slices in dataset_batches(dataset, backbone, rows, ("embeddings",), batch_size):
         embeddings = slices.embeddings
         owner, prompt_boxes = [], []
@@ -120,18 +121,24 @@ def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.
     return out
 
 
-def label_masks(model: TrainedModel, manifest: pd.DataFrame, probs: np.ndarray, box_prompt: bool = False) -> np.ndarray:
-    """Label masks [N,H,W] uint8 of probabilities aligned with the manifest's rows; with `refine.largest_component`
-    (and not box-prompted) each case keeps its largest 3D connected component."""
-    masks = ((probs > 0.5) * int(model.config["dataset"]["target_label"])).astype(np.uint8)
+def label_masks(model: TrainedModel, manifest: pd.DataFrame, foreground: np.ndarray,
+                box_prompt: bool = False) -> np.ndarray:
+    """Label masks [N,H,W] uint8 of the foreground (probabilities over 0.5) of the manifest's rows; with
+    `refine.largest_component` (and not box-prompted) each case keeps its largest 3D connected component."""
+    masks = (foreground * int(model.config["dataset"]["target_label"])).astype(np.uint8)
     if model.refine.largest_component and not box_prompt:
         masks = consistent_masks(manifest, masks)
     return masks
 
 
 def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, splits: Sequence[str] | None = None,
-                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True) -> list[Path]:
-    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible."""
+                    batch_size: int = 8, box_prompt: bool = False, progress: bool = True,
+                    group: Group = Group()) -> list[Path]:
+    """Predict the slices of a preprocessed dataset (all, or those of `splits`); reconstruct volumes when possible.
+
+    In a `group` of processes (torchrun) each member segments its share of the slices and the main member
+    writes the outputs (the others return an empty list).
+    """
     dataset = PreprocessedDataset(dataset_dir)
     rows = dataset.rows() if splits is None else np.flatnonzero(dataset.manifest.split.isin(list(splits)).to_numpy())
     if len(rows) == 0:
@@ -142,16 +149,21 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
     if geometry:
         check_reconstructable(manifest)
     box_prompt = box_prompt or model.method.needs_boxes
+    mine = group.share(rows)
     if box_prompt:
         if not dataset.has_masks:
             raise MedpromptError(f"{dataset.slices_path}: no masks to take the box prompts from")
-        boxes = boxes_from_dataset(dataset, rows, label)
+        boxes = boxes_from_dataset(dataset, mine, label)
         bound = model.method if model.method.needs_boxes else BoxPrompted(model.backbone, model.config["train"])
-        probs = box_prompted_dataset(bound, dataset, rows, boxes, batch_size, progress)
+        probs = box_prompted_dataset(bound, dataset, mine, boxes, batch_size, progress, group.label("box prompts"))
     else:
         check_orientations(model.orientations, tuple(dataset.shape[1:]))
-        probs = segment_dataset(model.method, dataset, rows, batch_size, progress, model.refine, model.orientations)
-    masks = label_masks(model, manifest, probs, box_prompt)
+        probs = segment_dataset(model.method, dataset, mine, batch_size, progress, model.refine, model.orientations,
+                                group.label("predict"))
+    foreground = group.join(probs > 0.5)
+    if not group.is_main:
+        return []
+    masks = label_masks(model, manifest, foreground, box_prompt)
     attrs = {"target_label": label, "dataset_fingerprint": dataset.fingerprint, "box_prompt": int(box_prompt),
              "method": model.method.name, "refined": int(model.refine.enabled and not box_prompt),
              "largest_component": int(model.refine.largest_component and not box_prompt),
