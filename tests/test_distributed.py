@@ -1,5 +1,6 @@
 """Verbs run by `torchrun --nproc_per_node 2` on the CPU (Gloo) with the random tiny backbone: what the group
-writes equals what one process writes, and a group with a member killed mid-way leaves a state that resumes."""
+writes equals what one process writes (embed, predict, train; the benchmark's test is with the benchmark's), and
+a group with a member killed mid-way leaves a state that resumes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
 
-from helpers import tiny_backbone_args
+from helpers import backbone_args, tiny_backbone_args
 from medprompt.backbones.embedding_cache import cache_path
 from medprompt.data.volume_io import read_volume
+from medprompt.methods.run_dir import LOG, WEIGHTS
 
 TESTS = Path(__file__).resolve().parent
 COMMAND_LINE = str(TESTS / "medprompt_with_tiny_backbone.py")
@@ -29,7 +34,10 @@ def run_group(args: list[str], processes: int = 2, die: str | None = None) -> su
         env["MEDPROMPT_TEST_DIE"] = die
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
         if processes > 1 else [sys.executable]
-    return subprocess.run([*launcher, COMMAND_LINE, *args], capture_output=True, encoding="utf-8", env=env)
+    result = subprocess.run([*launcher, COMMAND_LINE, *args], capture_output=True, encoding="utf-8", env=env)
+    reasons = [line for line in result.stderr.splitlines() if ": error: " in line]  # each failed member's one line
+    result.stderr = "\n".join([result.stderr, *reasons])
+    return result
 
 
 def cache_content(dataset: Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -98,3 +106,51 @@ def test_a_group_predicts_a_dataset_and_files_as_one_process_does(acdc_run, tmp_
         assert list(content) == list(expected) and len(content) >= 3
         assert all(np.array_equal(content[key], expected[key]) for key in expected)
         assert not (group / ".predict_running").exists()
+
+
+def test_a_refusal_ends_the_group_with_its_one_line_reason(acdc_run, tmp_path):
+    result = run_group(["predict", str(tmp_path / "no_run"), str(acdc_run.dataset), "--out", str(tmp_path / "out")])
+    assert result.returncode != 0
+    assert "medprompt predict: error: " in result.stderr and "no_run" in result.stderr
+
+
+def trained_weights(run: Path) -> dict[str, np.ndarray]:
+    return load_file(str(run / WEIGHTS))
+
+
+def assert_same_training(run: Path, expected: Path) -> None:
+    """Equal weights and epoch log within floating-point tolerance (sums over the batch taken in another order)."""
+    weights, reference = trained_weights(run), trained_weights(expected)
+    assert weights.keys() == reference.keys()
+    for name in reference:
+        np.testing.assert_allclose(weights[name], reference[name], atol=1e-4, err_msg=name)
+    log, reference_log = pd.read_csv(run / LOG), pd.read_csv(expected / LOG)
+    np.testing.assert_allclose(log.loss, reference_log.loss, rtol=1e-4)
+    assert list(log.state) == list(reference_log.state)
+
+
+@pytest.mark.parametrize("recipe", [[], ["--method", "sam_sp", "--supervision", "masks",
+                                         "--set", "refine.distill=0.5", "--set", "refine.second_pass_loss=0.5"]],
+                         ids=["default", "second_pass"])
+def test_a_group_trains_the_run_one_process_trains(embedded, tiny_checkpoint, tmp_path, recipe):
+    # 5 shots in batches of 4: the second batch's one slice leaves the second member without a share
+    args = ["train", str(embedded), "--shots", "5", "--epochs", "3", *backbone_args(tiny_checkpoint), *recipe]
+    assert run_group([*args, "--out", str(tmp_path / "alone")], processes=1).returncode == 0
+    result = run_group([*args, "--out", str(tmp_path / "group")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained") == 1 and "train (rank 1 of 2)" in result.stderr
+    assert_same_training(tmp_path / "group", tmp_path / "alone")
+    assert sorted(p.name for p in (tmp_path / "group").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "alone").iterdir())
+
+
+def test_a_group_with_a_killed_member_leaves_a_run_that_resumes(embedded, tiny_checkpoint, tmp_path):
+    args = ["train", str(embedded), "--shots", "5", "--epochs", "4", *backbone_args(tiny_checkpoint)]
+    assert run_group([*args, "--out", str(tmp_path / "alone")], processes=1).returncode == 0
+    killed = run_group([*args, "--out", str(tmp_path / "group")], die="1:5:step")  # in the 3rd epoch of 4
+    assert killed.returncode != 0
+    assert not (tmp_path / "group" / WEIGHTS).exists() and len(pd.read_csv(tmp_path / "group" / LOG)) == 2
+    again = run_group(["train", str(embedded), "--out", str(tmp_path / "group"), "--resume",
+                       *tiny_backbone_args(tiny_checkpoint)])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_training(tmp_path / "group", tmp_path / "alone")

@@ -1,5 +1,6 @@
 """Every documented command runs: each `medprompt ...` line of every fenced bash block of the README and docs/,
-in document order, in one working folder, through the installed console script, as a user would type it.
+in document order, in one working folder, through the installed console script, as a user would type it;
+each `torchrun ... -m medprompt ...` line too, with two processes on the CPU.
 
 The pipeline block runs as written on the project's real samples (its learned segmenters are scored); every
 other `train` and `demo` line runs one epoch (`--epochs 1` appended), since what is checked there is that the
@@ -36,6 +37,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PIPELINE = re.compile(r"<!-- readme-pipeline -->\n```bash\n(.*?)```", re.S)
 SHRUNK = ("train", "demo")  # verbs that run SHORT_EPOCHS outside the pipeline block
 SHORT_EPOCHS = "1"  # every method ends a one-epoch run with a model on LiteMedSAM
+TWO_PROCESSES = re.compile(r"(--nproc_per_node )\d+")  # a torchrun line runs with 2 CPU processes here
 OWN_SCANS = ("scan_038", "scan_039", "scan_040", "scan_041", "scan_042", "scan_043")
 
 
@@ -45,6 +47,7 @@ class Command:
     argv: tuple[str, ...]  # after `medprompt`
     pipeline: bool        # in the README's pipeline block: run as written
     refused: bool         # documented to exit 2
+    launcher: tuple[str, ...] = ()  # torchrun's options, for a line run by torchrun
 
     def command_line(self) -> list[str]:
         argv = list(self.argv)
@@ -84,13 +87,16 @@ def documented_commands() -> list[Command]:
                 assignment = re.fullmatch(r"([A-Z_]+)=(\S+)", line.strip())
                 if assignment:
                     variables[assignment.group(1)] = assignment.group(2)
-                if not line.startswith("medprompt "):
+                if not line.startswith(("medprompt ", "torchrun ")):
                     continue
                 expanded = re.sub(r"\$([A-Z_]+)", lambda m: variables[m.group(1)], line)
                 comment = line.partition("#")[2]
-                commands.append(Command(f"{document.name}:{number}", tuple(shlex.split(expanded, comments=True)[1:]),
+                words = shlex.split(expanded, comments=True)
+                start = 0 if words[0] == "medprompt" else words.index("-m") + 1
+                launcher = tuple(TWO_PROCESSES.sub(r"\g<1>2", " ".join(words[1 : start - 1])).split()) if start else ()
+                commands.append(Command(f"{document.name}:{number}", tuple(words[start + 1 :]),
                                         pipeline is not None and pipeline.start(1) <= text.index(body) < pipeline.end(1),
-                                        "exit 2" in comment))
+                                        "exit 2" in comment, launcher))
     return commands
 
 
@@ -139,7 +145,9 @@ def run_documented(command: Command, workdir: Path) -> subprocess.CompletedProce
     script = Path(sys.executable).with_name("medprompt")
     if command.argv[0] in SERVERS:
         return run_server([str(script), *command.command_line(), "--port", "0", "--no-browser"], workdir)
-    return subprocess.run([str(script), *command.command_line()], cwd=workdir, capture_output=True,
+    launcher = [sys.executable, "-m", "torch.distributed.run", *command.launcher, "-m", "medprompt"] \
+        if command.launcher else [str(script)]
+    return subprocess.run([*launcher, *command.command_line()], cwd=workdir, capture_output=True,
                           encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
 
 
@@ -177,7 +185,8 @@ def test_the_readme_fits_on_a_screen_and_links_every_page():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real samples (../shared/data) are absent")
-@pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.where} {' '.join(c.argv[:2])}" for c in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS,
+                         ids=[f"{c.where} {'torchrun ' if c.launcher else ''}{' '.join(c.argv[:2])}" for c in COMMANDS])
 def test_documented_command_runs(command, workdir):
     result = run_documented(command, workdir)
     assert "Traceback" not in result.stderr, result.stderr

@@ -11,6 +11,7 @@ from medprompt.cli.options import NON_NEGATIVE, POSITIVE, Verb, add_backbone, ad
 def cmd_train(args: argparse.Namespace) -> None:
     from medprompt.backbones import load_backbone
     from medprompt.common.device import resolve_device
+    from medprompt.common.distributed import process_group
     from medprompt.data.dataset import PreprocessedDataset
     from medprompt.training.recipe import load_train_config, resumed_train_config
     from medprompt.training.run import check_run_request, train
@@ -27,10 +28,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         train_cfg = load_train_config(args.method, args.config, overrides)
     dataset = PreprocessedDataset(args.dataset_dir)
     check_run_request(dataset, train_cfg, args.out, args.boxes, args.resume)
-    backbone = load_backbone(args.backbone, args.checkpoint, resolve_device(args.device), engine=args.engine)
+    group = process_group()
+    backbone = load_backbone(args.backbone, args.checkpoint, group.device(resolve_device(args.device)),
+                             engine=args.engine)
     run_dir = train(dataset, backbone, train_cfg, args.out, boxes_csv=args.boxes, checkpoint=args.checkpoint,
-                    resume=args.resume)
-    print(f"trained {train_cfg['method']}: {run_dir}")
+                    resume=args.resume, group=group)
+    if group.is_main:
+        print(f"trained {train_cfg['method']}: {run_dir}")
 
 
 def add_train(p: argparse.ArgumentParser) -> None:
@@ -77,5 +81,8 @@ VERBS = [
      "example: medprompt train data/acdc --out runs/acdc-10shot --shots 10 --seed 0\n"
      "         medprompt train data/acdc --out runs/acdc-ptsam --method ptsam --supervision masks\n"
      "         medprompt train data/acdc --out runs/acdc-unet --method unet --shots 10      (from masks)\n"
-     "         medprompt train data/acdc --out runs/acdc-10shot --resume"),
+     "         medprompt train data/acdc --out runs/acdc-10shot --resume\n"
+     "         torchrun --nproc_per_node 4 -m medprompt train data/acdc --out runs/acdc-unet --method unet\n"
+     "           (each batch shared out among the processes, each on its own GPU or the CPU: the same step as one\n"
+     "           process with the same --set batch_size)"),
 ]

@@ -43,23 +43,49 @@ class Group:
         """`text` naming this member when there are several (a progress bar's label)."""
         return text if self.size == 1 else f"{text} (rank {self.rank} of {self.size})"
 
-    def join(self, mine: np.ndarray) -> np.ndarray:
+    def join(self, mine: np.ndarray | None) -> np.ndarray:
         """The array whose rows the members' `share`s split, whole and in order, on every member (boolean
-        arrays travel as bits)."""
+        arrays travel as bits). A member whose share is empty may give None."""
         if self.size == 1:
             return mine
-        packed = mine.dtype == bool
-        parts = self.gather((mine.shape, np.packbits(mine) if packed else mine))
-        whole = np.empty((sum(shape[0] for shape, _ in parts), *mine.shape[1:]), dtype=mine.dtype)
-        for rank, (shape, data) in enumerate(parts):
-            rows = np.unpackbits(data, count=int(np.prod(shape))).reshape(shape).astype(bool) if packed else data
+        packed = mine is not None and mine.dtype == bool
+        parts = self.gather(None if mine is None else (mine.shape, packed, np.packbits(mine) if packed else mine))
+        given = [(rank, *part) for rank, part in enumerate(parts) if part is not None]
+        whole = None
+        for rank, shape, bits, data in given:
+            rows = np.unpackbits(data, count=int(np.prod(shape))).reshape(shape).astype(bool) if bits else data
+            if whole is None:
+                whole = np.empty((sum(part[1][0] for part in given), *shape[1:]), dtype=rows.dtype)
             whole[rank :: self.size] = rows
         return whole
 
+    def copy_from_main(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite each member's `tensors` (parameters) with the main member's, so that all start alike."""
+        if self.size > 1:
+            for tensor in tensors:
+                torch.distributed.broadcast(tensor.data, src=0)
+
+    def sum_gradients(self, parameters: list[torch.Tensor]) -> None:
+        """Each parameter's gradient summed over the members; one that no member used keeps no gradient (as in a
+        single process, where the optimiser then leaves it alone), so no member waits on a gradient never made."""
+        if self.size == 1:
+            return
+        used = self.sum(torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32,
+                                     device=parameters[0].device))
+        summed = [p for p, flag in zip(parameters, used.tolist()) if flag > 0]
+        if not summed:
+            return
+        flat = self.sum(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                   for p in summed]))
+        for p, grad in zip(summed, flat.split([p.numel() for p in summed])):
+            p.grad = grad.view_as(p).clone()
+
     @contextlib.contextmanager
     def main_holds(self, context: ContextManager) -> Iterator[Any]:
-        """`context` (an output folder's lock and mark) held by the main member for the whole group's block: the
-        others start once it holds it, and it lets go once they have all finished. Others get None."""
+        """`context` (an output folder's lock and mark) held by the main member for the whole group's block: it
+        takes it once every member has checked its inputs, the others start once it holds it, and it lets go once
+        they have all finished. Others get None."""
+        self.wait_for_all()
         if self.is_main:
             with context as value:
                 self.wait_for_all()

@@ -19,6 +19,7 @@ from medprompt.backbones.embedding_cache import EmbeddingCache
 from medprompt.common.atomic import atomic_path
 from medprompt.common.config import dump_config, read_yaml
 from medprompt.common.config_rules import check_config
+from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.common.locking import LOCK, exclusive
 from medprompt.common.output_paths import check_output_folder
@@ -91,8 +92,11 @@ def check_run_request(dataset: PreprocessedDataset, train_cfg: dict[str, Any], r
 
 def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str, Any], run_dir: str | os.PathLike,
           boxes_csv: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-          resume: bool = False, progress: bool = True) -> Path:
+          resume: bool = False, progress: bool = True, group: Group = Group()) -> Path:
     """Train (or resume) a run; returns the run directory. A method with nothing to learn only records the run.
+
+    In a `group` of processes (torchrun) the members share each batch out; the main member holds the run
+    folder for the whole group and is the only one to write into it.
 
     To resume with the recorded settings, pass `resumed_train_config(run_dir)` as `train_cfg`.
     """
@@ -114,15 +118,17 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
         EmbeddingCache(dataset, backbone.backbone_id, backbone.checkpoint_sha256)  # says what to run when missing
     made_folder = not run_dir.exists()
     try:
-        with exclusive(run_dir, "medprompt train"):
-            if not resume:
+        with group.main_holds(exclusive(run_dir, "medprompt train")):
+            if not resume and group.is_main:
                 write_box_csv(training_set.boxes, run_dir / BOXES)
                 dump_config(config, run_dir / CONFIG)
             if not method.trainable and not method.references:
+                if not group.is_main:
+                    return run_dir
                 with atomic_path(run_dir / WEIGHTS) as tmp:
                     tmp.write_bytes(weights_bytes({}, {"method": method.name, "medprompt_version": __version__}))
                 return run_dir
-            trainer = Trainer(dataset, backbone, config, run_dir, training_set, progress)
+            trainer = Trainer(dataset, backbone, config, run_dir, training_set, progress, group)
             if not method.trainable:
                 trainer.write_weights()
                 return run_dir
@@ -130,7 +136,7 @@ def train(dataset: PreprocessedDataset, backbone: Backbone, train_cfg: dict[str,
                 trainer.load_resume_state()
             trainer.fit(progress=progress)
     except MedpromptError:
-        if not resume:
+        if not resume and group.is_main:
             discard_run(run_dir, made_folder)
         raise
     return run_dir

@@ -8,6 +8,10 @@ The training slices can also be shown flipped and turned (`orientations`), each
 orientation embedded once when training starts. Checkpointed every epoch; `resume`
 continues an interrupted run and, on the CPU, ends with the same weights as an
 uninterrupted one.
+Under torchrun the members of a `Group` split each batch: each runs the method on its share, the batch's
+logits are joined so that every member computes the loss of the whole batch, each back-propagates the loss's
+gradient into its own share, and the gradients are summed: the same step as one process with the same batch.
+The main member decides collapse recoveries for all, scores the selection and writes the run folder.
 A run whose predictions on its training slices stay empty (or fill the image)
 starts again from a new initialisation, and fails with a message rather than
 write an empty model. Every few epochs the method is
@@ -31,6 +35,7 @@ from medprompt.backbones import Backbone
 from medprompt.backbones.embedding_cache import EmbeddingCache
 from medprompt.common.atomic import atomic_path
 from medprompt.common.device import autocast, cpu_bf16_for
+from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import (
     TrainingSet,
@@ -53,8 +58,9 @@ class Trainer:
     """One training run: data in memory, model, optimiser, schedule, resume state, collapse recovery, selection."""
 
     def __init__(self, dataset: PreprocessedDataset, backbone: Backbone, config: dict[str, Any], run_dir: Path,
-                 training_set: TrainingSet, progress: bool = True):
+                 training_set: TrainingSet, progress: bool = True, group: Group = Group()):
         self.dataset, self.backbone, self.config, self.run_dir = dataset, backbone, config, run_dir
+        self.group = group
         self.recipe = TrainConfig.from_mapping(config["train"])
         self.device = backbone.device
         self.cpu_bf16 = cpu_bf16_for(self.device, self.recipe.cpu_precision)
@@ -80,7 +86,7 @@ class Trainer:
         augment = self.recipe.augment
         self.augmentation = SliceAugmentation(augment, backbone.spec.low_res, backbone.spec.low_res_shape(self.image_size)) \
             if augment.enabled else None
-        self.selector = self.build_selector(cache, method.reads_from(self.recipe.values))
+        self.selector = self.build_selector(cache, method.reads_from(self.recipe.values)) if group.is_main else None
         self.recoveries = 0
         self.log: list[dict[str, Any]] = []
         self.start()
@@ -96,9 +102,10 @@ class Trainer:
         self.best: dict[str, Any] = {"score": -1.0, "epoch": 0, "state": None}
         if not self.method.trainable:
             return
-        learned = [p for p in self.method.parameters() if p.requires_grad]
+        self.learned = [p for p in self.method.parameters() if p.requires_grad]
+        self.group.copy_from_main(self.learned)
         recipe = self.recipe
-        self.optimizer = torch.optim.Adam(learned, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        self.optimizer = torch.optim.Adam(self.learned, lr=recipe.lr, weight_decay=recipe.weight_decay)
         step_epoch = max(1, round(recipe.epochs * recipe.lr_step_at))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=recipe.lr_gamma)
 
@@ -137,18 +144,41 @@ class Trainer:
         targets = None if self.targets is None else self.targets[batch].to(self.device)
         if self.augmentation is not None:
             slices, targets, boxes = self.augmentation(slices, targets, boxes, (self.recipe.seed, self.epoch, index))
-        with autocast(self.device, self.cpu_bf16):
-            logits = self.method(slices)
-        logits = self.backbone.spec.crop_low_res(logits, self.image_size).float()
+        mine = self.group.share(np.arange(len(batch)))
+        own = None
+        if len(mine):
+            with autocast(self.device, self.cpu_bf16):
+                own = self.backbone.spec.crop_low_res(self.method(slices[mine]), self.image_size).float()
+        logits = own if self.group.size == 1 else self.joined(own)
         terms = self.supervised_loss(logits, targets, boxes)
         if self.refine.distill > 0 or self.refine.second_pass_loss > 0:
             for key, value in self.second_pass_terms(slices.embeddings, logits, targets, boxes).items():
                 terms[key] = value
                 terms["loss"] = terms["loss"] + getattr(self.refine, key) * value
         self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        self.backward(terms, own, logits, mine)
         self.optimizer.step()
         return {k: float(v.detach()) for k, v in terms.items()}, *box_fill(logits, boxes)
+
+    def joined(self, own: torch.Tensor | None) -> torch.Tensor:
+        """The whole batch's logits from every member's share, as a leaf that collects the loss's gradient."""
+        whole = self.group.join(None if own is None else own.detach().cpu().numpy())
+        return torch.from_numpy(whole).to(self.device).requires_grad_()
+
+    def backward(self, terms: dict[str, torch.Tensor], own: torch.Tensor | None, logits: torch.Tensor,
+                 mine: np.ndarray) -> None:
+        """The gradient of the batch's loss in the learned parameters; in a group, each member back-propagates
+        the joined logits' gradient into its share, and the members' gradients are summed."""
+        if self.group.size == 1:
+            terms["loss"].backward()
+            return
+        loss = terms["loss"]
+        if "second_pass_loss" in terms:  # every member runs the second pass on the whole batch: count it once
+            loss = loss - (1 - 1 / self.group.size) * self.refine.second_pass_loss * terms["second_pass_loss"]
+        loss.backward()
+        if own is not None:
+            own.backward(logits.grad[torch.from_numpy(mine).to(self.device)])
+        self.group.sum_gradients(self.learned)
 
     def supervised_loss(self, logits: torch.Tensor, targets: torch.Tensor | None,
                         boxes: list[np.ndarray]) -> dict[str, torch.Tensor]:
@@ -195,9 +225,9 @@ class Trainer:
         epochs = self.recipe.epochs
         steps_per_epoch = len(self.batches(0))
         bar = tqdm(total=epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch, unit="step",
-                   desc="train", disable=not progress)
+                   desc=self.group.label("train"), disable=not progress)
         while self.epoch < epochs:
-            row = self.run_epoch(bar)
+            row = self.group.from_main(self.run_epoch(bar))  # the main member decides, all follow
             if row["state"] == HEALTHY:
                 self.unhealthy_epochs = 0
             else:
@@ -255,15 +285,18 @@ class Trainer:
                 "--shots, or check the boxes"
             )
         self.log.append({**row, "state": f"{row['state']}: restarted from initialisation {self.recoveries}"})
-        bar.write(f"epoch {row['epoch']}: predictions on the training slices stayed {row['state']} (box fill "
-                  f"{row['box_fill']:.3f}); starting again from a new initialisation ({self.recoveries} of "
-                  f"{self.collapse.max_recoveries})")
+        if self.group.is_main:
+            bar.write(f"epoch {row['epoch']}: predictions on the training slices stayed {row['state']} (box "
+                      f"fill {row['box_fill']:.3f}); starting again from a new initialisation ({self.recoveries} of "
+                      f"{self.collapse.max_recoveries})")
         self.start()
         bar.n = 0
         bar.refresh()
 
     def write_weights(self) -> None:
-        """The selected epoch's weights (the last epoch's without a selection split)."""
+        """The selected epoch's weights (the last epoch's without a selection split), by the main member."""
+        if not self.group.is_main:
+            return
         metadata = {"method": self.recipe.method, "medprompt_version": __version__, "epoch": str(self.epoch)}
         state = self.method.trainable_state()
         if self.best["state"] is not None:
@@ -273,7 +306,9 @@ class Trainer:
             tmp.write_bytes(weights_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata))
 
     def save_resume_state(self) -> None:
-        """Resumable state and the epoch log, each replaced atomically."""
+        """Resumable state and the epoch log, each replaced atomically, by the main member."""
+        if not self.group.is_main:
+            return
         state = {"epoch": self.epoch, "method": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "log": self.log, "recoveries": self.recoveries,
                  "unhealthy_epochs": self.unhealthy_epochs, "best": self.best}
@@ -282,7 +317,9 @@ class Trainer:
         self.write_log()
 
     def write_log(self) -> None:
-        """The epoch log, replaced atomically."""
+        """The epoch log, replaced atomically, by the main member."""
+        if not self.group.is_main:
+            return
         with atomic_path(self.run_dir / LOG) as tmp:
             pd.DataFrame(self.log).to_csv(tmp, index=False)
 
