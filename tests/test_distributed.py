@@ -13,7 +13,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import pytest
 from safetensors.numpy import load_file
 
 from helpers import backbone_args, tiny_backbone_args
@@ -45,10 +44,11 @@ def cache_content(dataset: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         return f["embeddings"][:], f["written"][:], dict(f.attrs)
 
 
-def test_a_group_writes_the_cache_one_process_writes(synthetic_dataset, tiny_checkpoint, tmp_path):
-    alone, group = tmp_path / "alone", tmp_path / "group"
-    shutil.copytree(synthetic_dataset, alone)
-    shutil.copytree(synthetic_dataset, group)
+def test_a_group_writes_the_cache_one_process_writes_and_a_killed_member_leaves_one_embed_finishes(
+        synthetic_dataset, tiny_checkpoint, tmp_path):
+    alone, group, killed = tmp_path / "alone", tmp_path / "group", tmp_path / "killed"
+    for folder in (alone, group, killed):
+        shutil.copytree(synthetic_dataset, folder)
     assert run_group(["embed", str(alone), *tiny_backbone_args(tiny_checkpoint)], processes=1).returncode == 0
     result = run_group(["embed", str(group), *tiny_backbone_args(tiny_checkpoint)])
     assert result.returncode == 0, result.stderr[-3000:]
@@ -59,22 +59,14 @@ def test_a_group_writes_the_cache_one_process_writes(synthetic_dataset, tiny_che
     assert attrs == expected_attrs
     assert sorted(p.name for p in (group / "embeddings").iterdir()) == ["tiny_test.h5"]
 
-
-def test_a_group_with_a_killed_member_leaves_a_cache_that_embed_finishes(synthetic_dataset, tiny_checkpoint,
-                                                                         tmp_path):
-    alone, group = tmp_path / "alone", tmp_path / "group"
-    shutil.copytree(synthetic_dataset, alone)
-    shutil.copytree(synthetic_dataset, group)
-    assert run_group(["embed", str(alone), *tiny_backbone_args(tiny_checkpoint)], processes=1).returncode == 0
-    killed = run_group(["embed", str(group), *tiny_backbone_args(tiny_checkpoint)], die="1:3")
-    assert killed.returncode != 0
-    final = cache_path(group, "tiny_test")
+    assert run_group(["embed", str(killed), *tiny_backbone_args(tiny_checkpoint)], die="1:3").returncode != 0
+    final = cache_path(killed, "tiny_test")
     assert not final.exists()
     assert len(list(final.parent.glob("tiny_test.h5.partial.batches/*.npy"))) >= 3  # rank 1's finished batches
-    again = run_group(["embed", str(group), *tiny_backbone_args(tiny_checkpoint)])
+    again = run_group(["embed", str(killed), *tiny_backbone_args(tiny_checkpoint)])
     assert again.returncode == 0, again.stderr[-3000:]
     assert "(rank 1 of 2): 100%" in again.stderr
-    assert np.array_equal(cache_content(group)[0], cache_content(alone)[0])
+    assert np.array_equal(cache_content(killed)[0], expected)
     assert sorted(p.name for p in final.parent.iterdir()) == ["tiny_test.h5"]
 
 
@@ -93,19 +85,17 @@ def prediction_content(folder: Path) -> dict[str, np.ndarray]:
 def test_a_group_predicts_a_dataset_and_files_as_one_process_does(acdc_run, tmp_path):
     files = sorted(acdc_run.raw.glob("training/*/*_frame??.nii.gz"))[:3]
     assert len(files) == 3
-    for inputs, name in (([acdc_run.dataset], "dataset"), (files, "files")):
-        alone, group = tmp_path / f"alone_{name}", tmp_path / f"group_{name}"
-        args = ["predict", str(acdc_run.run), *map(str, inputs)]
-        assert run_group([*args, "--out", str(alone)], processes=1).returncode == 0
-        result = run_group([*args, "--out", str(group)])
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert result.stdout.count("outputs in") == 1
-        if name == "dataset":
-            assert "predict (rank 1 of 2)" in result.stderr
-        expected, content = prediction_content(alone), prediction_content(group)
+    args = ["predict", str(acdc_run.run), str(acdc_run.dataset), *map(str, files)]
+    alone, group = tmp_path / "alone", tmp_path / "group"
+    assert run_group([*args, "--out", str(alone)], processes=1).returncode == 0
+    result = run_group([*args, "--out", str(group)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("outputs in") == 1 and "predict (rank 1 of 2)" in result.stderr
+    for folder in ("", acdc_run.dataset.name):  # the files' outputs, and the dataset's in its subfolder
+        expected, content = prediction_content(alone / folder), prediction_content(group / folder)
         assert list(content) == list(expected) and len(content) >= 3
         assert all(np.array_equal(content[key], expected[key]) for key in expected)
-        assert not (group / ".predict_running").exists()
+        assert not (group / folder / ".predict_running").exists()
 
 
 def test_a_refusal_ends_the_group_with_its_one_line_reason(acdc_run, tmp_path):
@@ -129,14 +119,18 @@ def assert_same_training(run: Path, expected: Path) -> None:
     assert list(log.state) == list(reference_log.state)
 
 
-@pytest.mark.parametrize("recipe", [[], ["--method", "sam_sp", "--supervision", "masks",
-                                         "--set", "refine.distill=0.5", "--set", "refine.second_pass_loss=0.5"]],
-                         ids=["default", "second_pass"])
-def test_a_group_trains_the_run_one_process_trains(embedded, tiny_checkpoint, tmp_path, recipe):
-    # 5 shots in batches of 4: the second batch's one slice leaves the second member without a share
-    args = ["train", str(embedded), "--shots", "5", "--epochs", "3", *backbone_args(tiny_checkpoint), *recipe]
-    assert run_group([*args, "--out", str(tmp_path / "alone")], processes=1).returncode == 0
-    result = run_group([*args, "--out", str(tmp_path / "group")])
+def train_alone_and_in_a_group(dataset: Path, tiny_checkpoint: Path, out: Path, *recipe: str,
+                                die: str | None = None) -> subprocess.CompletedProcess:
+    """A run trained by one process into out/alone, and by two into out/group; the group's result.
+    5 shots in batches of 4: the second batch's one slice leaves the second member without a share."""
+    args = ["train", str(dataset), "--shots", "5", "--epochs", "3", *backbone_args(tiny_checkpoint), *recipe]
+    assert run_group([*args, "--out", str(out / "alone")], processes=1).returncode == 0
+    return run_group([*args, "--out", str(out / "group")], die=die)
+
+
+def test_a_group_trains_the_run_one_process_trains_the_second_pass_included(embedded, tiny_checkpoint, tmp_path):
+    result = train_alone_and_in_a_group(embedded, tiny_checkpoint, tmp_path, "--method", "sam_sp", "--supervision",
+                                        "masks", "--set", "refine.distill=0.5", "--set", "refine.second_pass_loss=0.5")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("trained") == 1 and "train (rank 1 of 2)" in result.stderr
     assert_same_training(tmp_path / "group", tmp_path / "alone")
@@ -145,12 +139,11 @@ def test_a_group_trains_the_run_one_process_trains(embedded, tiny_checkpoint, tm
 
 
 def test_a_group_with_a_killed_member_leaves_a_run_that_resumes(embedded, tiny_checkpoint, tmp_path):
-    args = ["train", str(embedded), "--shots", "5", "--epochs", "4", *backbone_args(tiny_checkpoint)]
-    assert run_group([*args, "--out", str(tmp_path / "alone")], processes=1).returncode == 0
-    killed = run_group([*args, "--out", str(tmp_path / "group")], die="1:5:step")  # in the 3rd epoch of 4
+    killed = train_alone_and_in_a_group(embedded, tiny_checkpoint, tmp_path, die="1:3:step")  # in epoch 2 of 3
     assert killed.returncode != 0
-    assert not (tmp_path / "group" / WEIGHTS).exists() and len(pd.read_csv(tmp_path / "group" / LOG)) == 2
+    assert not (tmp_path / "group" / WEIGHTS).exists() and len(pd.read_csv(tmp_path / "group" / LOG)) == 1
     again = run_group(["train", str(embedded), "--out", str(tmp_path / "group"), "--resume",
                        *tiny_backbone_args(tiny_checkpoint)])
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_same_training(tmp_path / "group", tmp_path / "alone")
+    assert again.stdout.count("trained") == 1 and "train (rank 1 of 2)" in again.stderr
+    assert_same_training(tmp_path / "group", tmp_path / "alone")  # the default recipe, as one process trains it
