@@ -39,7 +39,8 @@ def main() -> None:
     dataset = args.work / "acdc"
     if not (dataset / "manifest.csv").is_file():
         subprocess.run([sys.executable, "-m", "medprompt", "preprocess", "acdc", str(args.data / "ACDC"),
-                        str(dataset)], check=True, stdout=subprocess.DEVNULL)
+                        str(dataset)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     slices = len(PreprocessedDataset(dataset))
     for processes in args.processes:
         seconds = embed_seconds(dataset, processes, args.engine, args.device)
