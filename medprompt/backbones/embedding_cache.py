@@ -18,7 +18,6 @@ one within the engines' tolerance (a reduced-precision engine agrees with no oth
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import warnings
@@ -108,7 +107,7 @@ def build_cache(
     final = cache_path(dataset.root, backbone.backbone_id)
     check_output_folder(final.parent, "embedding cache folder")
     tmp = partial_path(final)
-    with exclusive(dataset.root, "medprompt embed") if group.is_main else contextlib.nullcontext():
+    with group.main_holds(exclusive(dataset.root, "medprompt embed")):
         decided = _prepare(final, dataset, backbone, batch_size, overwrite) if group.is_main else None
         batch_size = group.from_main(decided)
         if batch_size is None:  # the cache is complete and matches
@@ -124,7 +123,6 @@ def build_cache(
             if missing:
                 raise MedpromptError(f"{tmp}: {missing} slices were not encoded; run embed again to finish it")
             os.replace(tmp, final)  # an --overwrite keeps the old cache until the new one is complete
-        group.wait_for_all()
     return final
 
 
@@ -236,8 +234,8 @@ def _fill_shards(path: Path, dataset: PreprocessedDataset, backbone: Backbone, b
 
 
 def _merge_shards(f: h5py.File, partial: Path) -> int:
-    """Write the batches that members of a group saved beside the open `partial` file into it, and remove them;
-    the number of slices still to encode."""
+    """Write the batches that members of a group saved beside the open `partial` file into it, and remove them
+    once it is flushed (a merge cut short is merged again); the number of slices still to encode."""
     folder = _shard_folder(partial)
     if folder.is_dir():
         for shard in sorted(folder.glob("*.npy")):
@@ -245,8 +243,7 @@ def _merge_shards(f: h5py.File, partial: Path) -> int:
             embeddings = np.load(shard)
             f["embeddings"][start : start + len(embeddings)] = embeddings
             f["written"][start : start + len(embeddings)] = 1
-            f.flush()
-            shard.unlink()
+        f.flush()
         shutil.rmtree(folder, ignore_errors=True)
     return int((f["written"][:] == 0).sum())
 

@@ -169,7 +169,8 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
     if files and method_class(run_config["train"]["method"]).needs_boxes:
         raise MedpromptError(f"{files[0]}: the run's method {run_config['train']['method']} prompts with the true "
                              "boxes; give a preprocessed dataset folder with masks")
-    prepared = [prepare_file(path, run_config, prepare) for path in files]
+    mine = group.share(list(enumerate(files)))  # each member prepares and predicts its share of the files
+    prepared = [prepare_file(path, run_config, prepare) for _, path in mine]
     for _, images in prepared:
         check_orientations(orientations, tuple(images.shape[1:]))  # before the model loads
     model = load_trained(run_dir, device, checkpoint, engine=engine)
@@ -186,14 +187,14 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
                                    group=group)
     if files:
         with group.main_holds(prediction_folder(out)) as from_files:
-            mine = []
-            for index, path, (manifest, images) in group.share(list(zip(range(len(files)), files, prepared))):
+            predicted = []
+            for (index, path), (manifest, images) in zip(mine, prepared):
                 volumes = predict_prepared(model, manifest, images, out, batch_size)
                 if output_format == "dicom-seg":
                     volumes += [write_dicom_seg(path, volumes[0], run_config)]
-                mine.append((index, volumes))
-            for _, volumes in sorted(pair for part in group.gather(mine) for pair in part):
-                if group.is_main:
-                    from_files += volumes
+                predicted.append((index, volumes))
+            in_order = sorted(pair for part in group.gather(predicted) for pair in part)
+            if group.is_main:
+                from_files += [volume for _, volumes in in_order for volume in volumes]
         written += from_files or []
     return written
