@@ -42,7 +42,7 @@ def test_architecture_matches_the_released_layout():
 
 def test_random_checkpoint_loads_through_the_users_path(random_checkpoint):
     for name in ("lite_medsam", None):  # named, and recognised from its keys
-        backbone = load_backbone(name, random_checkpoint)
+        backbone = load_backbone(name, random_checkpoint, engine="torch")  # the weights, not an engine's export
         assert backbone.backbone_id == "lite_medsam"
         assert backbone.checkpoint_sha256 == sha256_file(random_checkpoint)
         assert not backbone.training
@@ -56,8 +56,8 @@ def test_attention_biases_of_the_loaded_file_are_the_ones_used(random_checkpoint
     zeroed = {k: (torch.zeros_like(v) if k.endswith("attention_biases") else v) for k, v in state.items()}
     torch.save(zeroed, tmp_path / "zeroed.pth")
     image = torch.randint(0, 255, (1, 64, 64), dtype=torch.uint8)
-    with_biases = load_backbone("lite_medsam", random_checkpoint).encode(image)
-    without = load_backbone("lite_medsam", tmp_path / "zeroed.pth").encode(image)
+    with_biases = load_backbone("lite_medsam", random_checkpoint, engine="torch").encode(image)
+    without = load_backbone("lite_medsam", tmp_path / "zeroed.pth", engine="torch").encode(image)
     assert (with_biases - without).abs().max() > 1e-3
     fresh = build_lite_medsam()
     fresh.load_state_dict(state)
