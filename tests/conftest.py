@@ -25,8 +25,24 @@ from tiny_backbone import build_tiny_backbone
 
 
 def pytest_configure(config) -> None:
-    """Exported encoders and engine measurements go to a folder of this test session, never the user's cache."""
-    os.environ["MEDPROMPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="medprompt_cache_")
+    """Exported encoders and engine measurements go to a folder of this test session, never the user's cache; the
+    workers of `pytest -n N` share their controller's, and each takes an equal share of the cores."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        os.environ["MEDPROMPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="medprompt_cache_")
+    else:
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+# Files of a minute or more: under `pytest -n N --dist loadfile` they start first, so that no worker is left
+# running one of them alone at the end.
+LONG_FILES = ("test_demo.py", "test_distributed.py", "test_export.py", "test_methods_on_lite_medsam.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The long files first (a stable sort: the order within and among the other files is kept)."""
+    items.sort(key=lambda item: item.path.name not in LONG_FILES)
 
 
 def synthetic_slices(n_cases: int, per_case: int, size: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
