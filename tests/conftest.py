@@ -27,8 +27,7 @@ from tiny_backbone import build_tiny_backbone
 def pytest_configure(config) -> None:
     """Exported encoders and engine measurements go to a folder of this test session, never the user's cache; the
     workers of `pytest -n N` share their controller's, and each takes an equal share of the cores."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         os.environ["MEDPROMPT_CACHE_DIR"] = tempfile.mkdtemp(prefix="medprompt_cache_")
     else:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

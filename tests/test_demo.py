@@ -18,7 +18,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo on a download of 6 synthetic patients for 15 epochs (the phantoms' loss levels off by then); the
-    README test runs `medprompt demo` itself: 10 patients, 100 epochs, 4 more minutes."""
+    README test runs `medprompt demo` itself: 10 patients, 100 epochs, 4 to 5 more minutes."""
     root = tmp_path_factory.mktemp("demo")
     raw = write_acdc(root / "raw", n_patients=6, seed=0)
     out = root / "out"
