@@ -16,8 +16,10 @@ import yaml
 from helpers import BOX_SUPERVISION, NO_COLLAPSE_CHECK, expect_error
 from medprompt.cli.benchmark import load_protocol, protocol_cells
 from medprompt.cli.main import main
+from medprompt.common.config import bundled_config_names, load_config
 from medprompt.evaluation.evaluate import evaluate_slices
-from medprompt.evaluation.summary import bootstrap_interval, summarise
+from medprompt.evaluation.summary import bootstrap_interval, summarise, summary_markdown
+from medprompt.training.recipe import load_train_config
 from preprocessing.phantoms import write_acdc
 
 TESTS = Path(__file__).resolve().parent
@@ -173,3 +175,23 @@ def test_intervals_and_fractions_by_hand():
     assert row.dice_2d == pytest.approx(0.7) and row.dice_2d_std == pytest.approx(0.1)
     assert row.fraction_of_bound == pytest.approx(0.8) and row.test_patients == 2
     assert 0.5 <= row.ci_low <= row.ci_high <= 0.9
+    bound = summary.iloc[1]
+    assert np.isnan(bound.dice_2d_std)  # one run has no spread over runs
+    table_lines = summary_markdown(summary, runs.iloc[:0]).splitlines()
+    assert "| 0.700 +- 0.100 |" in table_lines[2] and "| 0.875 |" in table_lines[3]
+
+
+@pytest.mark.parametrize("name", [n.split("/")[1] for n in bundled_config_names() if n.startswith("benchmarks/")])
+def test_every_bundled_protocol_lists_its_cells_and_its_settings_load(name):
+    protocol = load_protocol(name, None, [])
+    cells = protocol_cells(protocol)
+    assert {cell.task for cell in cells} == set(protocol["tasks"])
+    assert {cell.method for cell in cells} == set(protocol["methods"])
+    for spec in protocol["tasks"].values():
+        config = load_config(spec["dataset"], overrides=list(spec.get("preprocess") or []))
+        assert config["dataset"] == spec["dataset"] and spec["label"] in config["labels"]
+    for spec in protocol["methods"].values():
+        if "method" in spec:
+            given = [*protocol.get("set", []), *spec.get("set", []), *([f"supervision={spec['supervision']}"]
+                                                                     if spec.get("supervision") else [])]
+            assert load_train_config(spec["method"], spec.get("config"), given)["method"] == spec["method"]

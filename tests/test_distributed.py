@@ -71,10 +71,13 @@ def test_a_group_writes_the_cache_one_process_writes_and_a_killed_member_leaves_
 
 
 def prediction_content(folder: Path) -> dict[str, np.ndarray]:
-    """What `predict` published in `folder`: each listed output's voxels (the predictions file's masks)."""
+    """What `predict` published in `folder`: each listed output's voxels (the predictions file's masks, the
+    quality table's text)."""
     content = {}
     for name in (folder / "predict_outputs.txt").read_text().split():
-        if name.endswith(".h5"):
+        if name.endswith(".csv"):
+            content[name] = np.array((folder / name).read_text())
+        elif name.endswith(".h5"):
             with h5py.File(folder / name, "r") as f:
                 content[name] = f["mask"][:]
         else:

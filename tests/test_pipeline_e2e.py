@@ -75,7 +75,7 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path,
     assert f"medprompt predict: warning: {echo}: a 2D .mhd file, but the run was trained on 3D .nii.gz files (acdc)" in err
     assert f"medprompt predict: warning: {tiny}: slices of 8x8 pixels; too small to hold a structure" in err
     assert sorted(p.name for p in (tmp_path / "unlike").iterdir() if not p.name.startswith(".")) == [
-        "echo.mhd", "echo.raw", "predict_outputs.txt", "tiny.nii.gz"]
+        "echo.mhd", "echo.raw", "predict_outputs.txt", "quality.csv", "tiny.nii.gz"]
 
     # a bad file among the inputs is refused before anything is written
     blank = tmp_path / "blank.nii.gz"
@@ -85,8 +85,14 @@ def test_every_verb_on_a_synthetic_download(raw_acdc, tiny_checkpoint, tmp_path,
 
     # dataset in: predictions.h5 + one volume per case, then 3D scores in mm against the raw labels
     pred = tmp_path / "pred"
+    capsys.readouterr()
     assert main(["predict", str(run), str(data), "--out", str(pred)]) == 0
     assert len(list(pred.glob("*.nii.gz"))) == 4
+    quality = pd.read_csv(pred / "quality.csv", dtype={"case": str}, keep_default_na=False)
+    assert sorted(quality.case) == sorted(p.name.removesuffix(".nii.gz") for p in pred.glob("*.nii.gz"))
+    flagged = (quality.review != "").sum()
+    line = f"{flagged} of 4 cases to review" if flagged else "no case flagged for review among 4"
+    assert f"{pred}: {line} (quality.csv)" in capsys.readouterr().out
     assert main(["evaluate", str(pred), str(raw_acdc), "--out", str(tmp_path / "m3d.csv")]) == 0
     table = pd.read_csv(tmp_path / "m3d.csv")
     assert {"case", "structure", "dice", "hd95_mm", "assd_mm"} <= set(table.columns)

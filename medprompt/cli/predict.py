@@ -9,9 +9,12 @@ from medprompt.cli.options import POSITIVE, Verb, add_device, add_engine
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    import pandas as pd
+
     from medprompt.common.device import resolve_device
     from medprompt.common.distributed import process_group
     from medprompt.inference.predict import predict_inputs
+    from medprompt.inference.quality import QUALITY, review_line
     from preprocessing.pipeline import preprocess_input
 
     group = process_group()
@@ -23,6 +26,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
                              output_format=args.format, group=group)
     if group.is_main:
         print(f"{len(written)} outputs in {args.out}")
+        for path in written:
+            if path.name == QUALITY:
+                print(f"{path.parent}: {review_line(pd.read_csv(path, dtype={'case': str}))}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:

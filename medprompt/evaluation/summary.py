@@ -47,7 +47,7 @@ def summarise(runs: pd.DataFrame, slice_tables: Mapping[str, pd.DataFrame], boun
         rows.append({
             "task": task, "method": method, "bound": method == bound_methods.get(task), "runs": len(group), "models": len(scored),
             "test_slices": int(group.test_slices.max()) if len(group) else 0, "test_patients": len(patients),
-            "dice_2d": mean, "dice_2d_std": scored.dice_2d.std(ddof=0) if len(scored) else float("nan"),
+            "dice_2d": mean, "dice_2d_std": scored.dice_2d.std(ddof=0) if len(scored) > 1 else float("nan"),
             "ci_low": low, "ci_high": high,
             "fraction_of_bound": mean / bound.dice_2d.mean() if len(bound) else float("nan"),
             "paper": paper.get(task, {}).get(method, float("nan")),
@@ -63,13 +63,15 @@ def _figure(value: float, digits: int = 3) -> str:
 
 
 def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame) -> str:
-    """The summary as a Markdown table, then the runs that ended without a model and why."""
+    """The summary as a Markdown table (a spread over runs only where there are two models or more), then the runs
+    that ended without a model and why."""
     lines = ["| task | method | runs (models) | test slices / patients | 2D Dice mean +- std | 95% CI (patients) "
              "| fraction of the bound | paper | 3D Dice | HD95 mm | training s | departures |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
+        dice = _figure(r.dice_2d) if pd.isna(r.dice_2d_std) else f"{_figure(r.dice_2d)} +- {_figure(r.dice_2d_std)}"
         lines.append(f"| {r.task} | {r.method} | {r.runs} ({r.models}) | {r.test_slices} / {r.test_patients} | "
-                     f"{_figure(r.dice_2d)} +- {_figure(r.dice_2d_std)} | {_figure(r.ci_low)}-{_figure(r.ci_high)} | "
+                     f"{dice} | {_figure(r.ci_low)}-{_figure(r.ci_high)} | "
                      f"{_figure(r.fraction_of_bound, 2)} | {_figure(r.paper)} | {_figure(r.dice_3d)} | "
                      f"{_figure(r.hd95_mm, 1)} | {_figure(r.train_s, 0)} | {r.departures} |")
     if len(failures):

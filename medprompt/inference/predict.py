@@ -27,6 +27,7 @@ from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.data.dicom_series import is_dicom_series
 from medprompt.data.volume_io import read_volume
 from medprompt.inference.dicom_seg import SEG_SUFFIX, write_seg
+from medprompt.inference.quality import quality_table, write_quality
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.segment import label_masks, predict_dataset, segment_images
 from medprompt.inference.store import has_source_geometry, prediction_folder
@@ -77,10 +78,11 @@ def warn_if_unlike(path: Path, manifest: pd.DataFrame, run_config: dict) -> None
 
 
 def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.ndarray, out_dir: Path,
-                     batch_size: int) -> list[Path]:
-    """Segment a prepared file's slices; the output has the file's geometry and format."""
+                     batch_size: int) -> tuple[list[Path], pd.DataFrame]:
+    """Segment a prepared file's slices; the outputs (the file's geometry and format) and its quality row."""
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
-    return reconstruct(manifest, label_masks(model, manifest, probs > 0.5), out_dir, kind="label")
+    masks = label_masks(model, manifest, probs > 0.5)
+    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, probs > 0.5, masks)
 
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:
@@ -189,12 +191,13 @@ def predict_inputs(run_dir: str | os.PathLike, inputs: list[Path], out: str | os
         with group.main_holds(prediction_folder(out)) as from_files:
             predicted = []
             for (index, path), (manifest, images) in zip(mine, prepared):
-                volumes = predict_prepared(model, manifest, images, out, batch_size)
+                volumes, quality = predict_prepared(model, manifest, images, out, batch_size)
                 if output_format == "dicom-seg":
                     volumes += [write_dicom_seg(path, volumes[0], run_config)]
-                predicted.append((index, volumes))
-            in_order = sorted(pair for part in group.gather(predicted) for pair in part)
+                predicted.append((index, volumes, quality))
+            in_order = sorted((part for member in group.gather(predicted) for part in member), key=lambda p: p[0])
             if group.is_main:
-                from_files += [volume for _, volumes in in_order for volume in volumes]
+                from_files += [volume for _, volumes, _ in in_order for volume in volumes]
+                from_files.append(write_quality(out, pd.concat([quality for _, _, quality in in_order])))
         written += from_files or []
     return written

@@ -24,6 +24,7 @@ from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import Boxes, boxes_from_dataset
 from medprompt.data.dataset import PreprocessedDataset
 from medprompt.inference.consistency import consistent_masks
+from medprompt.inference.quality import quality_table, write_quality
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.store import has_source_geometry, prediction_folder, write_predictions
 from medprompt.methods import Method, Slices
@@ -170,6 +171,7 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
              "orientations": "none" if box_prompt else model.orientations}
     with prediction_folder(out_dir) as written:
         written.append(write_predictions(out_dir, manifest, masks, attrs))
+        written.append(write_quality(out_dir, quality_table(manifest, foreground, masks)))
         if geometry:
             written += reconstruct(manifest, masks, out_dir, kind="label")
     return written

@@ -1,0 +1,67 @@
+"""Which predicted volumes a user should look at first, from the masks alone (no ground truth).
+
+A learned prompt fails in recognisable ways on a volume: blobs on slices apart
+from the structure (which the volume step then removes: a large removed share
+means the first masks were scattered), a structure missing on a slice between
+two that have it, or no mask at all. `quality.csv`, written beside the
+predictions, has one row per case with these signals and a `review` column
+naming what to check; an empty `review` means none was seen, not that the mask
+is right (a mask of the wrong, consistent structure passes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medprompt.common.atomic import atomic_path
+
+QUALITY = "quality.csv"
+REMOVED_TO_REVIEW = 0.1  # the volume step removed at least this share of a case's predicted pixels
+COLUMNS = ["case", "slices", "slices_with_mask", "mask_pixels", "gap_slices", "removed_fraction", "review"]
+
+
+def case_quality(slice_index: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict:
+    """The signals of one case: its slices' positions, and its boolean masks [S,H,W] before and after the
+    prediction's volume step (the same masks when there is none)."""
+    order = np.argsort(slice_index)
+    areas = after[order].reshape(len(order), -1).sum(1)
+    masked = np.flatnonzero(areas)
+    gaps = [] if len(masked) < 2 else [int(slice_index[order][i]) for i in range(masked[0], masked[-1]) if not areas[i]]
+    predicted = int(before.sum())
+    removed = (predicted - int(after.sum())) / predicted if predicted else 0.0
+    reasons = []
+    if not len(masked):
+        reasons.append("no mask on any slice")
+    if gaps:
+        reasons.append(f"no mask on slice(s) {', '.join(map(str, gaps))} between masked slices")
+    if removed >= REMOVED_TO_REVIEW:
+        reasons.append(f"the volume step removed {removed:.0%} of the predicted pixels (blobs apart from the "
+                       "structure)")
+    return {"slices": len(order), "slices_with_mask": len(masked), "mask_pixels": int(areas.sum()),
+            "gap_slices": len(gaps), "removed_fraction": round(removed, 4), "review": "; ".join(reasons)}
+
+
+def quality_table(manifest: pd.DataFrame, before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
+    """One row per case of the manifest's rows, from the masks [N,H,W] before and after the volume step."""
+    table = manifest.reset_index(drop=True)
+    rows = [{"case": case, **case_quality(table.slice_index.to_numpy()[index].astype(int), before[index] > 0,
+                                          after[index] > 0)}
+            for case, index in table.groupby("case", sort=False).indices.items()]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_quality(out_dir: Path, table: pd.DataFrame) -> Path:
+    """`quality.csv` in `out_dir`, written atomically."""
+    with atomic_path(out_dir / QUALITY) as tmp:
+        table.to_csv(tmp, index=False)
+    return out_dir / QUALITY
+
+
+def review_line(table: pd.DataFrame) -> str:
+    """`2 of 27 cases to review (quality.csv)`, or that none was flagged."""
+    flagged = int((table.review.fillna("") != "").sum())
+    return f"{flagged} of {len(table)} cases to review ({QUALITY})" if flagged else \
+        f"no case flagged for review among {len(table)} ({QUALITY})"
