@@ -64,6 +64,10 @@ def test_each_run_row_is_what_evaluate_computes_on_its_predictions(finished, tmp
         scores = evaluate_slices(finished / "cells" / row.cell / "predictions", dataset)
         assert row.dice_2d == pytest.approx(scores.dice[scores.has_target].mean())
         assert row.test_slices == scores.has_target.sum() and np.isfinite(row.dice_3d)
+        quality = pd.read_csv(finished / "cells" / row.cell / "predictions" / "quality.csv", keep_default_na=False)
+        cases = pd.read_csv(finished / "cells" / row.cell / "cases.csv", keep_default_na=False)
+        assert row.flagged == (quality.review != "").sum() and len(cases) == len(quality)
+        assert cases.set_index("case").review.to_dict() == quality.set_index("case").review.to_dict()
         metrics = tmp_path / f"{row.subset}_{row.method}.csv"
         assert main(["evaluate", str(finished / "cells" / row.cell / "predictions"), str(dataset), "--out",
                      str(metrics)]) == 0

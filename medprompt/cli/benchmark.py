@@ -26,7 +26,7 @@ from medprompt.cli.options import Verb, add_device, add_engine
 
 CELL_DONE = "cell.json"
 RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
-               "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "train_s", "predict_s"]
+               "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "flagged", "train_s", "predict_s"]
 # 2-core CPU figures of benchmarks/bench_backbone.py (LiteMedSAM): a training step of 4 slices per encoded slice
 STEP_PER_ENCODE = 0.6 / 0.95
 
@@ -183,8 +183,12 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
 
 
 def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, folder: Path, row: dict[str, Any]) -> None:
-    """Predict the test split into the cell's folder and add its scores (2D, and 3D in mm for volumes) to `row`."""
+    """Predict the test split into the cell's folder and add its scores (2D, and 3D in mm for volumes, each case
+    beside its quality signals) and the number of cases flagged for review to `row`."""
+    import pandas as pd
+
     from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
+    from medprompt.inference.quality import QUALITY
     from medprompt.inference.segment import predict_dataset
     from preprocessing.pipeline import GROUND_TRUTH_LAYOUTS
 
@@ -195,10 +199,12 @@ def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, fold
     slices = evaluate_slices(folder / "predictions", dataset.root)
     slices.to_csv(folder / "slices.csv", index=False)
     scored = slices[slices.has_target]
-    row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()))
+    quality = pd.read_csv(folder / "predictions" / QUALITY, dtype={"case": str}, keep_default_na=False)
+    row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()), flagged=int((quality.review != "").sum()))
     if task.get("volumes"):
         cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
                                     labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
+        cases = cases.merge(quality[["case", "removed_fraction", "review"]], on="case", how="left")
         cases.to_csv(folder / "cases.csv", index=False)
         row.update(dice_3d=float(cases.dice.mean()), hd95_mm=float(cases.hd95_mm.mean()),
                    assd_mm=float(cases.assd_mm.mean()))
