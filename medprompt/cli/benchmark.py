@@ -27,8 +27,6 @@ from medprompt.cli.options import Verb, add_device, add_engine
 CELL_DONE = "cell.json"
 RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
                "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "flagged", "train_s", "predict_s"]
-# 2-core CPU figures of benchmarks/bench_backbone.py (LiteMedSAM): a training step of 4 slices per encoded slice
-STEP_PER_ENCODE = 0.6 / 0.95
 
 
 class Cell(NamedTuple):
@@ -293,17 +291,45 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     return markdown
 
 
+def timed_once(fn) -> float:
+    """Seconds of one call of `fn`, after a first call that warms it up."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_seconds(backbone, batch: int) -> float:
+    """Seconds of one training step of the default method on `batch` slices here: forward, backward, update."""
+    import torch
+
+    from medprompt.common.device import autocast
+    from medprompt.methods import Slices, build_method
+    from medprompt.training.recipe import load_train_config
+
+    method = build_method(backbone, load_train_config("conv_fc", None, []))
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad])
+    embeddings = torch.randn(batch, 256, 64, 64, device=backbone.device) * 0.1
+
+    def step() -> None:
+        with autocast(backbone.device):
+            loss = method(Slices(embeddings)).float().sigmoid().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return timed_once(step)
+
+
 def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
-    """Each cell's training time from the machine's measured encoder speed and the epochs it runs."""
+    """Each cell's training steps' time from a step measured on this machine, and the encoder's speed."""
     import torch
 
     from medprompt.training.recipe import load_train_config
 
     images = torch.rand(1, 256, 256)
-    backbone.encode(images)
-    start = time.perf_counter()
-    backbone.encode(images)
-    encode_s = time.perf_counter() - start
+    encode_s = timed_once(lambda: backbone.encode(images))
+    steps: dict[int, float] = {}
     lines, total = [], 0.0
     for cell in cells:
         spec = protocol["methods"][cell.method]
@@ -312,12 +338,18 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
             continue
         cfg = load_train_config(spec["method"], spec.get("config"), [*protocol.get("set", []), *spec.get("set", [])])
         shots = 10 if cell.shots == "all" else int(cell.shots)
-        seconds = 0.0 if spec.get("bound") else cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * \
-            STEP_PER_ENCODE * encode_s
+        seconds = 0.0
+        if not spec.get("bound"):
+            batch = min(shots, cfg["batch_size"])
+            steps.setdefault(batch, step_seconds(backbone, batch))
+            seconds = cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * steps[batch]
         total += seconds
         lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
-    return (f"{len(cells)} cells (encoder {encode_s:.2f} s a slice here; `all` shots counted as 10):\n"
-            + "\n".join(lines) + f"\ntotal ~{total / 60:.0f} min of training, plus embedding each task's data once")
+    measured = ", ".join(f"{s:.2f} s a step of {b}" for b, s in sorted(steps.items()))
+    return (f"{len(cells)} cells (here: the default method {measured or 'not timed'}, the encoder {encode_s:.2f} s "
+            "a slice; `all` shots counted as 10):\n" + "\n".join(lines)
+            + f"\ntotal ~{total / 60:.0f} min of training steps, plus embedding each task's data once (the encoder's "
+            "time a slice), the val split's scoring and the predictions")
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
