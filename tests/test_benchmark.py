@@ -199,3 +199,14 @@ def test_every_bundled_protocol_lists_its_cells_and_its_settings_load(name):
             given = [*protocol.get("set", []), *spec.get("set", []), *([f"supervision={spec['supervision']}"]
                                                                      if spec.get("supervision") else [])]
             assert load_train_config(spec["method"], spec.get("config"), given)["method"] == spec["method"]
+
+
+def test_subsets_of_a_train_split_smaller_than_the_shots_are_not_run_twice(protocol_file, tmp_path):
+    out = tmp_path / "out"
+    assert main(["benchmark", str(protocol_file), "--out", str(out), "--set", "shots=[1000]"]) == 0
+    runs = pd.read_csv(out / "runs.csv").set_index("subset")
+    assert runs.loc[0].query("method == 'default'").status.item() == "ok"
+    skipped = runs.loc[1]
+    assert skipped.status.startswith("not run: the train split has ") and "subset 0 is their run" in skipped.status
+    assert not (out / "cells" / skipped.cell / "run").exists()
+    assert "| acdc_lv | default | 2 (1) |" in (out / "summary.md").read_text()

@@ -161,11 +161,15 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
     given = [f"label={task['label']}", f"seed={cell.seed}", f"subset={cell.subset}",
              *(f"{k}={spec[k]}" for k in ("supervision",) if spec.get(k)), *protocol.get("set", []),
              *spec.get("set", [])]
+    row = {"cell": cell.key, "task": cell.task, "method": cell.method, "method_name": spec["method"],
+           "shots": cell.shots, "subset": cell.subset, "seed": cell.seed, "status": "ok", "test_slices": 0}
     if cell.shots != "all":
         available = len(dataset.rows("train", with_target=True))
         given.append(f"shots={min(int(cell.shots), available)}")
-    row = {"cell": cell.key, "task": cell.task, "method": cell.method, "method_name": spec["method"],
-           "shots": cell.shots, "subset": cell.subset, "seed": cell.seed, "status": "ok", "test_slices": 0}
+        if available <= int(cell.shots) and cell.subset > 0:  # every subset would draw the same slices
+            row["status"] = (f"not run: the train split has {available} slices with the structure, so every "
+                             "subset draws all of them; subset 0 is their run")
+            return finish_cell(folder, row)
     start = time.perf_counter()
     try:
         cfg = load_train_config(spec["method"], spec.get("config"), given)
