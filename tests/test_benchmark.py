@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from helpers import BOX_SUPERVISION, NO_COLLAPSE_CHECK, expect_error
+from medprompt.cli import benchmark
 from medprompt.cli.benchmark import load_protocol, protocol_cells
 from medprompt.cli.main import main
 from medprompt.common.config import bundled_config_names, load_config
@@ -161,9 +162,15 @@ def test_torchrun_shares_the_cells_out_and_writes_the_same_tables(finished, prot
                                   pd.read_csv(finished / "summary.csv").drop(columns="train_s"))
 
 
-def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys):
-    assert main(["benchmark", str(protocol_file), "--out", str(tmp_path / "never"), "--dry-run"]) == 0
-    assert "3 cells" in capsys.readouterr().out and not (tmp_path / "never").exists()
+def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys, monkeypatch):
+    timed = []
+    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: timed.append(batch) or 3.0)
+    assert main(["benchmark", str(protocol_file), "--out", str(tmp_path / "never"), "--dry-run",
+                 "--set", "seeds=[0, 1, 2]"]) == 0
+    out = capsys.readouterr().out
+    assert "7 cells (here: the default method 3.00 s a step of 2," in out and not (tmp_path / "never").exists()
+    assert timed == [2]  # one step timed per batch size, not per cell
+    assert out.count("~  0.1 min training") == 6  # 1 epoch x 1 step x 3 s
 
 
 def test_intervals_and_fractions_by_hand():

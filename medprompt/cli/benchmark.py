@@ -345,7 +345,8 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
         seconds = 0.0
         if not spec.get("bound"):
             batch = min(shots, cfg["batch_size"])
-            steps.setdefault(batch, step_seconds(backbone, batch))
+            if batch not in steps:
+                steps[batch] = step_seconds(backbone, batch)
             seconds = cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * steps[batch]
         total += seconds
         lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
