@@ -81,8 +81,9 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
                      batch_size: int) -> tuple[list[Path], pd.DataFrame]:
     """Segment a prepared file's slices; the outputs (the file's geometry and format) and its quality row."""
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
-    masks = label_masks(model, manifest, probs > 0.5)
-    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, probs > 0.5, masks)
+    foreground = probs > 0.5
+    masks = label_masks(model, manifest, foreground)
+    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, foreground, masks)
 
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:
