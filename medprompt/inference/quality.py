@@ -27,11 +27,12 @@ def case_quality(slice_index: np.ndarray, before: np.ndarray, after: np.ndarray)
     """The signals of one case: its slices' positions, and its boolean masks [S,H,W] before and after the
     prediction's volume step (the same masks when there is none)."""
     order = np.argsort(slice_index)
-    areas = after[order].reshape(len(order), -1).sum(1)
+    positions, areas = slice_index[order], after.reshape(len(after), -1).sum(1)[order]
     masked = np.flatnonzero(areas)
-    gaps = [] if len(masked) < 2 else [int(slice_index[order][i]) for i in range(masked[0], masked[-1]) if not areas[i]]
+    span = slice(masked[0], masked[-1]) if len(masked) else slice(0, 0)
+    gaps = [int(i) for i in positions[span][areas[span] == 0]]
     predicted = int(before.sum())
-    removed = (predicted - int(after.sum())) / predicted if predicted else 0.0
+    removed = (predicted - int(areas.sum())) / predicted if predicted else 0.0
     reasons = []
     if not len(masked):
         reasons.append("no mask on any slice")
@@ -40,7 +41,7 @@ def case_quality(slice_index: np.ndarray, before: np.ndarray, after: np.ndarray)
     if removed >= REMOVED_TO_REVIEW:
         reasons.append(f"the volume step removed {removed:.0%} of the predicted pixels (blobs apart from the "
                        "structure)")
-    return {"slices": len(order), "slices_with_mask": len(masked), "mask_pixels": int(areas.sum()),
+    return {"slices": len(positions), "slices_with_mask": len(masked), "mask_pixels": int(areas.sum()),
             "gap_slices": len(gaps), "removed_fraction": round(removed, 4), "review": "; ".join(reasons)}
 
 
