@@ -108,6 +108,23 @@ def protocol_cells(protocol: dict[str, Any]) -> list[Cell]:
     return cells
 
 
+def chosen_cells(cells: list[Cell], patterns: list[str]) -> list[Cell]:
+    """The cells whose task or `task/method` matches one of the --only patterns (shell-style), or all of them."""
+    from fnmatch import fnmatchcase
+
+    from medprompt.common.errors import MedpromptError
+
+    if not patterns:
+        return cells
+    chosen = [c for c in cells if any(fnmatchcase(c.task, p) or fnmatchcase(f"{c.task}/{c.method}", p)
+                                       for p in patterns)]
+    if not chosen:
+        names = sorted({f"{c.task}/{c.method}" for c in cells})
+        raise MedpromptError(f"--only {' '.join(patterns)}: no cell of the protocol matches (a task or task/method: "
+                             f"{', '.join(names[:6])}{' ...' if len(names) > 6 else ''})")
+    return chosen
+
+
 def training_cell(cell: Cell, protocol: dict[str, Any]) -> Cell:
     """The cell whose run `cell` predicts with: its own, or for a `from` method the source method's."""
     source = protocol["methods"][cell.method].get("from")
@@ -265,8 +282,9 @@ def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
         dump_config(protocol, tmp)
 
 
-def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """runs.csv, summary.csv, summary.md and summary.png from the cells' rows; the Markdown table."""
+def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, Any]], pending: int = 0) -> str:
+    """runs.csv, summary.csv, summary.md and summary.png from the finished cells' rows; the Markdown table, which
+    says how many cells are `pending` (not run yet)."""
     import pandas as pd
 
     from medprompt.common.atomic import atomic_path
@@ -286,6 +304,9 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     departures = {name: spec.get("departures", "") for name, spec in protocol["methods"].items()}
     summary = summarise(runs, tables, bounds, protocol.get("paper") or {}, departures)
     markdown = summary_markdown(summary, runs[runs.status != "ok"])
+    if pending:
+        markdown += (f"\nA partial table: {pending} of the protocol's {pending + len(rows)} cells are not run yet "
+                     "(the same command without --only runs them).\n")
     for name, write in (("runs.csv", lambda p: runs.to_csv(p, index=False)),
                         ("summary.csv", lambda p: summary.to_csv(p, index=False, float_format="%.4f")),
                         ("summary.md", lambda p: p.write_text(markdown)),
@@ -325,8 +346,9 @@ def step_seconds(backbone, batch: int) -> float:
     return timed_once(step)
 
 
-def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
-    """Each cell's training steps' time from a step measured on this machine, and the encoder's speed."""
+def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -> str:
+    """Each cell's training steps' time from a step measured on this machine, and the encoder's speed; the cells
+    finished in `out` cost nothing."""
     import torch
 
     from medprompt.training.recipe import load_train_config
@@ -337,6 +359,9 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone) -> str:
     lines, total = [], 0.0
     for cell in cells:
         spec = protocol["methods"][cell.method]
+        if (out / "cells" / cell.key / CELL_DONE).is_file():
+            lines.append(f"  {cell.key:<55}    finished")
+            continue
         if "from" in spec:
             lines.append(f"  {cell.key:<55}    no training (predicts {spec['from']}'s run again)")
             continue
@@ -367,15 +392,16 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     protocol = load_protocol(args.protocol, args.data, args.overrides)
     cells = protocol_cells(protocol)
+    chosen = chosen_cells(cells, args.only)
+    out = Path(args.out)
     group = process_group()
     backbone = load_backbone(protocol.get("backbone"), protocol.get("checkpoint"),
                              group.device(resolve_device(args.device)), engine=args.engine)
     if args.dry_run:
         if group.is_main:
-            print(estimate(cells, protocol, backbone))
+            print(estimate(chosen, protocol, backbone, out))
         return
-    out = Path(args.out)
-    tasks = list(dict.fromkeys(cell.task for cell in cells))
+    tasks = list(dict.fromkeys(cell.task for cell in chosen))
     if group.is_main:  # the folder, the preprocessing and the embeddings, once for the group
         check_protocol_folder(out, protocol)
         for task in tasks:
@@ -384,15 +410,16 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     check_protocol_folder(out, protocol)
     datasets = {task: PreprocessedDataset(task_data(out, protocol, task)) for task in tasks}
     units: dict[Cell, list[Cell]] = {}  # a run and the cells that read it stay in one process
-    for cell in cells:
+    for cell in chosen:
         units.setdefault(training_cell(cell, protocol), []).append(cell)
     mine = [cell for unit in group.share(list(units)) for cell in units[unit]]
     for cell in tqdm(mine, desc=group.label("benchmark"), unit="cell"):
         run_cell(cell, protocol, datasets[cell.task], backbone, out)
     group.wait_for_all()
     if group.is_main:
-        rows = [json.loads((out / "cells" / cell.key / CELL_DONE).read_text()) for cell in cells]
-        print(write_summaries(out, protocol, rows), end="")
+        done = [out / "cells" / cell.key / CELL_DONE for cell in cells]
+        rows = [json.loads(path.read_text()) for path in done if path.is_file()]
+        print(write_summaries(out, protocol, rows, pending=len(cells) - len(rows)), end="")
 
 
 def add_benchmark(p: argparse.ArgumentParser) -> None:
@@ -404,7 +431,11 @@ def add_benchmark(p: argparse.ArgumentParser) -> None:
                    "protocol's `data`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a protocol value (repeatable), e.g. --set \"seeds=[0,1,2]\" --set \"set=[epochs=30]\"")
-    p.add_argument("--dry-run", action="store_true", help="list the cells and estimate their training time, run nothing")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the cells of these tasks or task/method pairs (repeatable, shell-style: acdc_lv, "
+                        "'acdc_*/unet'); the tables then cover the finished cells and say how many are not run yet")
+    p.add_argument("--dry-run", action="store_true", help="list the cells (those finished in --out marked) and "
+                   "estimate their training time, run nothing")
     add_device(p)
     add_engine(p)
 
@@ -418,5 +449,6 @@ VERBS = [
          "         torchrun --nproc_per_node 4 -m medprompt benchmark table1 --out bench/table1\n"
          "example: medprompt benchmark smoke --out bench/smoke\n"
          "         medprompt benchmark table1 --out bench/table1 --data ~/data --dry-run\n"
+         "         medprompt benchmark table1 --out bench/table1 --only acdc_lv   (one task now, the rest later)\n"
          "         medprompt config benchmarks/table1      (the protocol's keys)"),
 ]
