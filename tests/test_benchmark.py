@@ -217,3 +217,23 @@ def test_subsets_of_a_train_split_smaller_than_the_shots_are_not_run_twice(proto
     assert skipped.status.startswith("not run: the train split has ") and "subset 0 is their run" in skipped.status
     assert not (out / "cells" / skipped.cell / "run").exists()
     assert "| acdc_lv | default | 2 (1) |" in (out / "summary.md").read_text()
+
+
+def test_only_runs_the_chosen_cells_and_the_tables_say_what_is_pending(protocol_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["benchmark", str(protocol_file), "--out", str(out), "--only", "acdc_lv/bou*"]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs.method.tolist() == ["bound"] and not (out / "cells" / "acdc_lv" / "default").exists()
+    assert "A partial table: 2 of the protocol's 3 cells are not run yet" in (out / "summary.md").read_text()
+    assert main(["benchmark", str(protocol_file), "--out", str(out)]) == 0  # the rest, later
+    assert len(pd.read_csv(out / "runs.csv")) == 3 and "partial" not in (out / "summary.md").read_text()
+    capsys.readouterr()
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(out), "--only", "hc18"],
+                 "--only hc18: no cell of the protocol matches", "acdc_lv/bound, acdc_lv/default")
+
+
+def test_the_dry_run_marks_the_cells_finished_in_the_folder(finished, protocol_file, capsys, monkeypatch):
+    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: 3.0)
+    assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--only", "acdc_lv"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("    finished") == 3 and "total ~0 min" in out
