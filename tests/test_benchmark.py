@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,7 +66,11 @@ def test_each_run_row_is_what_evaluate_computes_on_its_predictions(finished, tmp
         scores = evaluate_slices(finished / "cells" / row.cell / "predictions", dataset)
         assert row.dice_2d == pytest.approx(scores.dice[scores.has_target].mean())
         assert row.test_slices == scores.has_target.sum() and np.isfinite(row.dice_3d)
-        quality = pd.read_csv(finished / "cells" / row.cell / "predictions" / "quality.csv", keep_default_na=False)
+        predictions = finished / "cells" / row.cell / "predictions"
+        with h5py.File(predictions / "predictions.h5") as f:
+            areas = (f["mask"][:] > 0).reshape(len(f["mask"]), -1).sum(1)
+        assert pd.read_csv(predictions / "manifest.csv").mask_pixels.tolist() == areas.tolist()
+        quality = pd.read_csv(predictions / "quality.csv", keep_default_na=False)
         cases = pd.read_csv(finished / "cells" / row.cell / "cases.csv", keep_default_na=False)
         assert row.flagged == (quality.review != "").sum() and len(cases) == len(quality)
         assert cases.set_index("case").review.to_dict() == quality.set_index("case").review.to_dict()

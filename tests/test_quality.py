@@ -1,4 +1,5 @@
-"""quality.csv: the cases a user should look at first, from the predicted masks alone."""
+"""quality.csv: the cases a user should look at first, from the predicted masks alone; and the per-slice signals
+beside the predictions."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from medprompt.inference.consistency import consistent_masks
-from medprompt.inference.quality import quality_table, review_line
+from medprompt.inference.quality import quality_table, review_line, slice_signals
 
 
 def disc(size: int = 32, centre: tuple[int, int] = (16, 16), radius: int = 6) -> np.ndarray:
@@ -27,7 +28,7 @@ def test_a_stray_blob_a_gap_and_an_empty_case_are_named_and_a_clean_case_is_not(
     s[[9, 10, 12]] = disc()                        # gap: nothing on slice 2
     after = consistent_masks(table, s)
     after[9:13] = s[9:13]  # the gap case predicted without the volume step, which would keep slices 0-1 only
-    quality = quality_table(table, s, after).set_index("case")
+    quality = quality_table(table, slice_signals(s, after)).set_index("case")
     assert quality.loc["clean"].tolist() == [4, 4, 4 * 113, 0, 0.0, ""]
     stray = quality.loc["stray"]
     assert stray.slices_with_mask == 3 and stray.removed_fraction == round(49 / (3 * 113 + 49), 4)
@@ -43,7 +44,20 @@ def test_slices_are_taken_in_their_volume_order_and_a_small_share_removed_is_not
     s = np.zeros((5, 32, 32), np.uint8)
     s[:] = disc()
     s[2, :3, :3] = 1  # 9 pixels on slice 4 beside 5 x 113: removed, under the review share
-    quality = quality_table(table, s, consistent_masks(table, s))
+    quality = quality_table(table, slice_signals(s, consistent_masks(table, s)))
     assert quality.gap_slices.tolist() == [0] and quality.removed_fraction.iloc[0] == round(9 / (5 * 113 + 9), 4)
     assert quality.review.tolist() == [""]
     assert review_line(quality) == "no case flagged for review among 1 (quality.csv)"
+
+
+def test_per_slice_signals_count_the_kept_and_removed_pixels_and_the_box_fill():
+    before = np.zeros((4, 32, 32), np.uint8)
+    before[0] = disc()                       # 113 pixels in a 13 x 13 box
+    before[1, 2:6, 3:8] = 1                  # a 4 x 5 rectangle fills its box
+    before[1, 20:22, 20:22] = 1              # and a 4-pixel blob the volume step removes
+    before[2, 0, 0] = before[2, 9, 9] = 1    # two pixels at the corners of a 10 x 10 box
+    after = before.copy()
+    after[1, 20:22, 20:22] = 0
+    signals = slice_signals(before, after)
+    assert signals.mask_pixels.tolist() == [113, 20, 2, 0] and signals.removed_pixels.tolist() == [0, 4, 0, 0]
+    assert signals.box_fill.tolist()[:3] == [round(113 / 169, 4), 1.0, 0.02] and np.isnan(signals.box_fill.iloc[3])

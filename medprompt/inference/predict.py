@@ -27,7 +27,7 @@ from medprompt.data.dataset import MANIFEST, read_manifest, source_kinds
 from medprompt.data.dicom_series import is_dicom_series
 from medprompt.data.volume_io import read_volume
 from medprompt.inference.dicom_seg import SEG_SUFFIX, write_seg
-from medprompt.inference.quality import quality_table, write_quality
+from medprompt.inference.quality import quality_table, slice_signals, write_quality
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.segment import label_masks, predict_dataset, segment_images
 from medprompt.inference.store import has_source_geometry, prediction_folder
@@ -83,7 +83,7 @@ def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.nda
     probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
     foreground = probs > 0.5
     masks = label_masks(model, manifest, foreground)
-    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, foreground, masks)
+    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, slice_signals(foreground, masks))
 
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:

@@ -6,7 +6,8 @@ means the first masks were scattered), a structure missing on a slice between
 two that have it, or no mask at all. `quality.csv`, written beside the
 predictions, has one row per case with these signals and a `review` column
 naming what to check; an empty `review` means none was seen, not that the mask
-is right (a mask of the wrong, consistent structure passes).
+is right (a mask of the wrong, consistent structure passes). Per slice,
+`slice_signals` gives the columns added to a prediction's `manifest.csv`.
 """
 
 from __future__ import annotations
@@ -23,16 +24,29 @@ REMOVED_TO_REVIEW = 0.1  # the volume step removed at least this share of a case
 COLUMNS = ["case", "slices", "slices_with_mask", "mask_pixels", "gap_slices", "removed_fraction", "review"]
 
 
-def case_quality(slice_index: np.ndarray, before: np.ndarray, after: np.ndarray) -> dict:
-    """The signals of one case: its slices' positions, and its boolean masks [S,H,W] before and after the
-    prediction's volume step (the same masks when there is none)."""
+def slice_signals(before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
+    """Per slice, from its masks [N,H,W] before and after the volume step (the same masks when there is none):
+    `mask_pixels` (kept), `box_fill` (their share of their tight box: near 1 for a blob, low for a crescent or
+    scattered pieces; empty without a mask) and `removed_pixels` (what the volume step removed on the slice)."""
+    before, after = before > 0, after > 0
+    areas = after.reshape(len(after), -1).sum(1)
+    fill = np.full(len(after), np.nan)
+    for i in np.flatnonzero(areas):
+        rows, cols = np.flatnonzero(after[i].any(1)), np.flatnonzero(after[i].any(0))
+        fill[i] = areas[i] / ((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1))
+    removed = before.reshape(len(before), -1).sum(1) - areas
+    return pd.DataFrame({"mask_pixels": areas, "box_fill": fill.round(4), "removed_pixels": removed})
+
+
+def case_quality(slice_index: np.ndarray, areas: np.ndarray, removed_pixels: np.ndarray) -> dict:
+    """The signals of one case from its slices' positions, kept mask pixels and pixels the volume step removed."""
     order = np.argsort(slice_index)
-    positions, areas = slice_index[order], after.reshape(len(after), -1).sum(1)[order]
+    positions, areas = slice_index[order], areas[order]
     masked = np.flatnonzero(areas)
     span = slice(masked[0], masked[-1]) if len(masked) else slice(0, 0)
     gaps = [int(i) for i in positions[span][areas[span] == 0]]
-    predicted = int(before.sum())
-    removed = (predicted - int(areas.sum())) / predicted if predicted else 0.0
+    predicted = int(areas.sum() + removed_pixels.sum())
+    removed = int(removed_pixels.sum()) / predicted if predicted else 0.0
     reasons = []
     if not len(masked):
         reasons.append("no mask on any slice")
@@ -45,12 +59,12 @@ def case_quality(slice_index: np.ndarray, before: np.ndarray, after: np.ndarray)
             "gap_slices": len(gaps), "removed_fraction": round(removed, 4), "review": "; ".join(reasons)}
 
 
-def quality_table(manifest: pd.DataFrame, before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
-    """One row per case of the manifest's rows, from the masks [N,H,W] before and after the volume step."""
-    table = manifest.reset_index(drop=True)
-    rows = [{"case": case, **case_quality(table.slice_index.to_numpy()[index].astype(int), before[index] > 0,
-                                          after[index] > 0)}
-            for case, index in table.groupby("case", sort=False).indices.items()]
+def quality_table(manifest: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
+    """One row per case of the manifest's rows, from their `slice_signals`."""
+    positions = manifest.slice_index.to_numpy().astype(int)
+    areas, removed = signals.mask_pixels.to_numpy(), signals.removed_pixels.to_numpy()
+    rows = [{"case": case, **case_quality(positions[index], areas[index], removed[index])}
+            for case, index in manifest.reset_index(drop=True).groupby("case", sort=False).indices.items()]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -24,7 +24,7 @@ from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import Boxes, boxes_from_dataset
 from medprompt.data.dataset import PreprocessedDataset
 from medprompt.inference.consistency import consistent_masks
-from medprompt.inference.quality import quality_table, write_quality
+from medprompt.inference.quality import quality_table, slice_signals, write_quality
 from medprompt.inference.reconstruct import check_reconstructable, reconstruct
 from medprompt.inference.store import has_source_geometry, prediction_folder, write_predictions
 from medprompt.methods import Method, Slices
@@ -170,8 +170,9 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
              "largest_component": int(model.refine.largest_component and not box_prompt),
              "orientations": "none" if box_prompt else model.orientations}
     with prediction_folder(out_dir) as written:
-        written.append(write_predictions(out_dir, manifest, masks, attrs))
-        written.append(write_quality(out_dir, quality_table(manifest, foreground, masks)))
+        signals = slice_signals(foreground, masks)
+        written.append(write_predictions(out_dir, pd.concat([manifest, signals], axis=1), masks, attrs))
+        written.append(write_quality(out_dir, quality_table(manifest, signals)))
         if geometry:
             written += reconstruct(manifest, masks, out_dir, kind="label")
     return written
