@@ -82,3 +82,14 @@ def test_a_stray_blob_on_an_empty_slice_does_not_survive_predict(acdc_run, tmp_p
     assert bool(((masks > 0) == truth).all()) is keep
     volume = np.asarray(nib.load(next(out.glob(f"{case}*.nii.gz"))).dataobj)  # ACDC: slices on the last axis
     assert bool((volume[..., int(manifest.slice_index[empty])] == label).any()) is not keep
+
+
+def test_a_share_keeps_the_other_large_pieces_of_a_split_structure():
+    volume = np.zeros((5, 10, 10), dtype=bool)
+    volume[0:3, 0:4, 0:4] = True      # 48 voxels
+    volume[3:5, 6:10, 6:10] = True    # 32 voxels: the structure cut where a slice's mask split
+    volume[4, 0, 9] = True            # 1 voxel
+    assert largest_component(volume).sum() == 48
+    assert largest_component(volume, share=0.5).sum() == 80
+    assert largest_component(volume, share=0.7).sum() == 48
+    assert largest_component(volume, share=0.0).sum() == 81

@@ -125,10 +125,11 @@ def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.
 def label_masks(model: TrainedModel, manifest: pd.DataFrame, foreground: np.ndarray,
                 box_prompt: bool = False) -> np.ndarray:
     """Label masks [N,H,W] uint8 of the foreground (probabilities over 0.5) of the manifest's rows; with
-    `refine.largest_component` (and not box-prompted) each case keeps its largest 3D connected component."""
+    `refine.largest_component` (and not box-prompted) each case keeps its largest 3D connected component (and those
+    of `refine.component_share` of its size)."""
     masks = (foreground * int(model.config["dataset"]["target_label"])).astype(np.uint8)
     if model.refine.largest_component and not box_prompt:
-        masks = consistent_masks(manifest, masks)
+        masks = consistent_masks(manifest, masks, model.refine.component_share)
     return masks
 
 

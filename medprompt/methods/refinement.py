@@ -28,8 +28,9 @@ from medprompt.methods import Method
 class RefineConfig(ConfigSection):
     """`refine` section of a training config (recorded with the run; read again at prediction)."""
 
-    RULES = {"enabled": Rule("bool"), "largest_component": Rule("bool"), "min_island": FRACTION, "box_margin": Rule("number", 0, 0.5),
-             "distill": Rule("number", 0), "second_pass_loss": Rule("number", 0)}
+    RULES = {"enabled": Rule("bool"), "largest_component": Rule("bool"), "component_share": FRACTION,
+             "min_island": FRACTION, "box_margin": Rule("number", 0, 0.5), "distill": Rule("number", 0),
+             "second_pass_loss": Rule("number", 0)}
 
     enabled: bool = False
     min_island: float = 0.0  # components under this fraction of the largest one's area don't widen the box
@@ -37,6 +38,7 @@ class RefineConfig(ConfigSection):
     distill: float = 0.0     # training: weight of the second pass's mask as a target for the first (SAM-SP)
     second_pass_loss: float = 0.0  # training: weight of the supervision loss on the second pass itself
     largest_component: bool = False  # each predicted volume keeps its largest 3D connected component
+    component_share: float = 1.0  # and each other one with at least this share of the largest one's voxels
 
     @classmethod
     def from_train_config(cls, train_cfg: dict[str, Any]) -> RefineConfig:
