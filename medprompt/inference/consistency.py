@@ -37,9 +37,8 @@ def largest_component(volume: np.ndarray, share: float = 1.0) -> np.ndarray:
 
 def consistent_masks(manifest: pd.DataFrame, masks: np.ndarray, share: float = 1.0) -> np.ndarray:
     """Masks [N,H,W] aligned with the manifest's rows, each case reduced to its largest 3D component and those of
-    `share` of its size (its slices
-    placed at their `slice_index`, so slices missing between two rows keep them apart); values are kept where the
-    component is, zero elsewhere."""
+    `share` of its size (its slices placed at their `slice_index`, so slices missing between two rows keep them
+    apart); values are kept where a kept component is, zero elsewhere."""
     out = np.zeros_like(masks)
     table = manifest.reset_index(drop=True)
     for _, rows in table.groupby("case", sort=False).indices.items():
