@@ -242,3 +242,16 @@ def test_the_dry_run_marks_the_cells_finished_in_the_folder(finished, protocol_f
     assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--only", "acdc_lv"]) == 0
     out = capsys.readouterr().out
     assert out.count("    finished") == 3 and "total ~0 min" in out
+
+
+def test_the_dry_run_counts_all_shots_as_the_prepared_train_split(finished, protocol_file, capsys, monkeypatch):
+    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: 60.0)
+    assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--set", "shots=[all]",
+                 "--set", "subsets=[0]"]) == 0
+    manifest = pd.read_csv(next((finished / "data").iterdir()) / "manifest.csv")
+    train = int(((manifest.split == "train") & manifest.has_target).sum())
+    batch = load_train_config("conv_fc", None, [])["batch_size"]
+    assert train > 10  # more than the 10 the estimate assumes before the data is prepared
+    minutes = -(-train // batch)  # 1 epoch of ceil(train / batch) steps of 60 s
+    line = next(x for x in capsys.readouterr().out.splitlines() if "acdc_lv/default/shotsall" in x)
+    assert line.endswith(f"~{minutes:5.1f} min training")

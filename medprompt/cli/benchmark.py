@@ -346,6 +346,17 @@ def step_seconds(backbone, batch: int) -> float:
     return timed_once(step)
 
 
+def train_slices(out: Path, protocol: dict[str, Any], task: str) -> int | None:
+    """The task's train slices with the structure, once its data is prepared in `out` (else None)."""
+    from medprompt.data.dataset import read_manifest
+
+    path = task_data(out, protocol, task) / "manifest.csv"
+    if not path.is_file():
+        return None
+    manifest = read_manifest(path)
+    return int(((manifest.split == "train") & manifest.has_target).sum())
+
+
 def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -> str:
     """Each cell's training steps' time from a step measured on this machine, and the encoder's speed; the cells
     finished in `out` cost nothing."""
@@ -356,6 +367,7 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
     images = torch.rand(1, 256, 256)
     encode_s = timed_once(lambda: backbone.encode(images))
     steps: dict[int, float] = {}
+    available: dict[str, int | None] = {}
     lines, total = [], 0.0
     for cell in cells:
         spec = protocol["methods"][cell.method]
@@ -366,7 +378,9 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
             lines.append(f"  {cell.key:<55}    no training (predicts {spec['from']}'s run again)")
             continue
         cfg = load_train_config(spec["method"], spec.get("config"), [*protocol.get("set", []), *spec.get("set", [])])
-        shots = 10 if cell.shots == "all" else int(cell.shots)
+        if cell.shots == "all" and cell.task not in available:
+            available[cell.task] = train_slices(out, protocol, cell.task)
+        shots = int(cell.shots) if cell.shots != "all" else available[cell.task] or 10
         seconds = 0.0
         if not spec.get("bound"):
             batch = min(shots, cfg["batch_size"])
@@ -377,7 +391,8 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
         lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
     measured = ", ".join(f"{s:.2f} s a step of {b}" for b, s in sorted(steps.items()))
     return (f"{len(cells)} cells (here: the default method {measured or 'not timed'}, the encoder {encode_s:.2f} s "
-            "a slice; `all` shots counted as 10):\n" + "\n".join(lines)
+            "a slice; `all` shots: the train split's slices with the structure, counted as 10 until the task's "
+            "data is prepared in --out):\n" + "\n".join(lines)
             + f"\ntotal ~{total / 60:.0f} min of training steps, plus embedding each task's data once (the encoder's "
             "time a slice), the val split's scoring and the predictions")
 
