@@ -4,6 +4,7 @@ summarise with intervals; on a synthetic ACDC download and the random tiny backb
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,3 +256,14 @@ def test_the_dry_run_counts_all_shots_as_the_prepared_train_split(finished, prot
     minutes = -(-train // batch)  # 1 epoch of ceil(train / batch) steps of 60 s
     line = next(x for x in capsys.readouterr().out.splitlines() if "acdc_lv/default/shotsall" in x)
     assert line.endswith(f"~{minutes:5.1f} min training")
+
+
+def test_the_tables_name_cells_relative_to_the_folder(finished, protocol_file, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(finished, out)
+    rows = pd.read_csv(out / "runs.csv").to_dict("records")
+    failed = {**rows[0], "cell": "acdc_lv/default/shots2_subset5_seed0", "subset": 5, "status":
+              f"no model: {out}/cells/acdc_lv/default/shots2_subset5_seed0/run: training collapsed"}
+    markdown = benchmark.write_summaries(out, load_protocol(str(protocol_file), None, []), [*rows, failed])
+    assert "no model: cells/acdc_lv/default/shots2_subset5_seed0/run: training collapsed" in markdown
+    assert str(tmp_path) not in markdown and str(tmp_path) not in (out / "runs.csv").read_text()

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -291,6 +292,7 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     from medprompt.evaluation.summary import summarise, summary_markdown, summary_plot
 
     runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    runs["status"] = runs.status.str.replace(f"{out}{os.sep}", "", regex=False)  # tables that name no machine's path
     patients = {task: pd.read_csv(task_data(out, protocol, task) / "manifest.csv", dtype=str,
                                   usecols=["case", "patient"]).drop_duplicates("case") for task in set(runs.task)}
     tables = {}
