@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from medprompt.backbones import load_backbone
+from medprompt.backbones.base import decode_with_iou
 from medprompt.backbones.checkpoint import sha256_file
 from medprompt.common.errors import MedpromptError
 from tiny_backbone import build_tiny_backbone
@@ -18,18 +19,21 @@ def backbone():
     return build_tiny_backbone(seed=0)
 
 
-def test_batch_decode_equals_official_decoder_per_image(backbone):
+def test_batch_decode_and_its_iou_estimates_equal_official_decoder_per_image(backbone):
     torch.manual_seed(1)
     embeddings = torch.randn(3, 256, 64, 64)
     boxes = torch.tensor([[10.0, 12, 40, 50], [0, 0, 63, 63], [30, 5, 35, 60]])
     sparse, dense = backbone.embed_boxes(boxes, (64, 64))
     with torch.no_grad():
         batched = backbone.decode(embeddings, sparse, dense)
+        scored, estimates = decode_with_iou(backbone.mask_decoder, backbone.image_pe, embeddings, sparse, dense)
         for i in range(3):
-            single, _ = backbone.mask_decoder(embeddings[i : i + 1], backbone.image_pe, sparse[i : i + 1],
-                                              dense[i : i + 1], multimask_output=False)
+            single, iou = backbone.mask_decoder(embeddings[i : i + 1], backbone.image_pe, sparse[i : i + 1],
+                                                dense[i : i + 1], multimask_output=False)
             assert torch.allclose(batched[i : i + 1], single, atol=1e-4)
-    assert batched.shape == (3, 1, 256, 256)
+            assert estimates[i].item() == pytest.approx(iou.item(), abs=1e-5)
+    assert batched.shape == (3, 1, 256, 256) and torch.equal(scored, batched)
+    assert len(set(estimates.tolist())) == 3  # one estimate per image, not the first repeated
 
 
 def test_encode_shape(backbone):

@@ -69,7 +69,7 @@ def test_a_stray_blob_on_an_empty_slice_does_not_survive_predict(acdc_run, tmp_p
     def perfect_with_a_blob(method, data, rows, *args, **kwargs):
         probs = (data.masks(rows) == dataset.target_label).astype(np.float32)
         probs[list(rows).index(empty), :6, :6] = 1.0
-        return probs
+        return segment.Segmented(probs, np.full(len(rows), np.nan, np.float32))
 
     monkeypatch.setattr(segment, "segment_dataset", perfect_with_a_blob)
     out = tmp_path / "pred"

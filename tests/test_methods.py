@@ -58,7 +58,8 @@ def test_shapes_and_the_state_saved_is_the_methods_own(name):
     method = build_method(backbone, config(name)).eval()
     embeddings = 0.1 * torch.randn(3, 256, 64, 64)
     boxes = np.array([[10, 10, 40, 50]] * 3)
-    assert method.prompt_with_boxes(embeddings, boxes, (64, 64)).shape == (3, 1, 256, 256)
+    logits, iou = method.prompt_with_boxes(embeddings, boxes, (64, 64))
+    assert logits.shape == (3, 1, 256, 256) and iou.shape == (3,)
     state = method.trainable_state()
     assert not any(key.startswith("backbone.") for key in state)
     learned = {k for k, v in method.named_parameters() if v.requires_grad}
@@ -130,6 +131,10 @@ def test_box_prompted_records_a_run_and_predicts_from_the_true_boxes(setup, tiny
     predict_dataset(model, dataset.root, tmp_path / "pred", ["val"], progress=False)
     predict_dataset(model, dataset.root, tmp_path / "bound", ["val"], box_prompt=True, progress=False)
     assert np.array_equal(read_predictions(tmp_path / "pred")[1], read_predictions(tmp_path / "bound")[1])
+    manifest = read_predictions(tmp_path / "bound")[0]
+    boxed = manifest.has_target.to_numpy()  # a slice without the structure has no box, so no decoder pass
+    assert boxed.any() and (~boxed).any()
+    assert np.isfinite(manifest.decoder_iou[boxed]).all() and manifest.decoder_iou[~boxed].isna().all()
     with pytest.raises(MedpromptError, match="needs the ground-truth boxes"):
         segment_images(model.method, np.zeros((1, 64, 64), np.uint8), progress=False)
     image = tmp_path / "scan.png"
@@ -236,7 +241,7 @@ def test_a_network_on_the_slices_runs_the_encoder_only_for_a_second_pass(monkeyp
     encode = backbone.encode
     monkeypatch.setattr(backbone, "encode", lambda images: encoded.append(len(images)) or encode(images))
     images = (np.random.default_rng(0).random((3, 64, 48)) * 255).astype(np.uint8)
-    probs = segment_images(method, images, progress=False)
+    probs = segment_images(method, images, progress=False).probs
     assert probs.shape == (3, 64, 48) and encoded == []
     segment_images(method, images, progress=False, refine_config=RefineConfig(enabled=True))
     assert encoded == [3]

@@ -106,12 +106,14 @@ def test_averaging_the_first_pass_over_orientations_makes_it_follow_the_slice(fi
     model = load_trained(finished_run, torch.device("cpu"))
     images = PreprocessedDataset(embedded).images(np.arange(2))
     for name, orientation in (("flips", ORIENTATION_SETS["flips"][0]), ("dihedral", ORIENTATION_SETS["dihedral"][3])):
-        probs = segment_images(model.method, images, progress=False, orientations=name)
-        turned = segment_images(model.method, orient_array(images, orientation), progress=False, orientations=name)
+        probs = segment_images(model.method, images, progress=False, orientations=name).probs
+        turned = segment_images(model.method, orient_array(images, orientation), progress=False,
+                                orientations=name).probs
         assert np.allclose(orient_array(probs, orientation), turned, atol=1e-5), name
-    plain = segment_images(model.method, images, progress=False)
+    plain = segment_images(model.method, images, progress=False).probs
     assert not np.allclose(orient_array(plain, ORIENTATION_SETS["flips"][0]),
-                           segment_images(model.method, orient_array(images, ORIENTATION_SETS["flips"][0]), progress=False),
+                           segment_images(model.method, orient_array(images, ORIENTATION_SETS["flips"][0]),
+                                          progress=False).probs,
                            atol=1e-5)  # a single pass does not: the check above can fail
 
 

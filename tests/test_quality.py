@@ -58,6 +58,8 @@ def test_per_slice_signals_count_the_kept_and_removed_pixels_and_the_box_fill():
     before[2, 0, 0] = before[2, 9, 9] = 1    # two pixels at the corners of a 10 x 10 box
     after = before.copy()
     after[1, 20:22, 20:22] = 0
-    signals = slice_signals(before, after)
+    signals = slice_signals(before, after, np.array([0.91234, 0.5, 0.25, np.nan], np.float32))
     assert signals.mask_pixels.tolist() == [113, 20, 2, 0] and signals.removed_pixels.tolist() == [0, 4, 0, 0]
     assert signals.box_fill.tolist()[:3] == [round(113 / 169, 4), 1.0, 0.02] and np.isnan(signals.box_fill.iloc[3])
+    assert signals.decoder_iou.tolist()[:3] == [0.9123, 0.5, 0.25] and np.isnan(signals.decoder_iou.iloc[3])
+    assert slice_signals(before, after).decoder_iou.isna().all()  # no box-prompted pass: no estimate

@@ -19,7 +19,7 @@ def backbone_with_recorded_prompts(monkeypatch):
 
     def prompt(embeddings, boxes, image_size):
         calls.append((len(embeddings), np.asarray(boxes).tolist(), image_size))
-        return torch.full((len(embeddings), 1, 256, 256), 8.0)
+        return torch.full((len(embeddings), 1, 256, 256), 8.0), torch.arange(len(embeddings)) / 10
 
     monkeypatch.setattr(backbone, "prompt_with_boxes", prompt)
     return backbone, calls
@@ -42,10 +42,11 @@ def first_pass() -> torch.Tensor:
 
 def test_second_pass_prompts_the_box_without_small_islands_and_leaves_empty_slices_empty(backbone_with_recorded_prompts):
     method, calls = backbone_with_recorded_prompts
-    out = refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.02))
+    out, iou = refine(method, torch.zeros(3, 256, 64, 64), first_pass(), SIZE, RefineConfig(enabled=True, min_island=0.02))
     assert calls == [(2, [[20, 10, 39, 29], [5, 5, 7, 7]], SIZE)]
     assert torch.all(out[1] == 0)
     assert torch.all(out[[0, 2]] > 0.99)
+    assert iou[0] == 0.0 and torch.isnan(iou[1]) and iou[2] == pytest.approx(0.1)  # the empty slice has no estimate
 
 
 def test_the_box_is_widened_by_the_margin_and_kept_on_the_slice(backbone_with_recorded_prompts):
@@ -67,9 +68,11 @@ def test_islands_widen_the_box_at_min_island_zero(backbone_with_recorded_prompts
 def test_disabled_or_all_empty_returns_the_first_pass(backbone_with_recorded_prompts):
     method, calls = backbone_with_recorded_prompts
     probs = first_pass()
-    assert refine(method, torch.zeros(3, 256, 64, 64), probs, SIZE, RefineConfig(enabled=False)) is probs
+    out, iou = refine(method, torch.zeros(3, 256, 64, 64), probs, SIZE, RefineConfig(enabled=False))
+    assert out is probs and torch.isnan(iou).all() and iou.shape == (3,)
     empty = torch.full((2, *SIZE), 0.1)
-    assert refine(method, torch.zeros(2, 256, 64, 64), empty, SIZE, RefineConfig(enabled=True)) is empty
+    out, iou = refine(method, torch.zeros(2, 256, 64, 64), empty, SIZE, RefineConfig(enabled=True))
+    assert out is empty and torch.isnan(iou).all()
     assert calls == []
 
 
@@ -100,7 +103,7 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
 
     def fake_second_pass(bb, embeddings, boxes, size):
         calls.append([None if b is None else b.tolist() for b in boxes])
-        return [0], second
+        return [0], second, torch.tensor([0.9])
 
     monkeypatch.setattr("medprompt.training.trainer.second_pass", fake_second_pass)
     got = trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]
@@ -109,7 +112,7 @@ def test_distillation_is_the_cross_entropy_against_the_second_pass_on_non_empty_
                               trainer.refine, trainer.image_size)
     assert calls == [[expected_box.tolist(), None]]
     assert float(got) == pytest.approx(float(F.binary_cross_entropy_with_logits(cropped[[0]], target)), rel=1e-6)
-    monkeypatch.setattr("medprompt.training.trainer.second_pass", lambda *args: ([], None))
+    monkeypatch.setattr("medprompt.training.trainer.second_pass", lambda *args: ([], None, None))
     assert float(trainer.second_pass_terms(torch.zeros(2, 256, 64, 64), cropped, *batch_of(trainer, 2))["distill"]) == 0.0
 
 
@@ -136,7 +139,7 @@ def test_second_pass_loss_is_the_supervised_loss_of_the_second_pass_and_trains_t
     box = backbone.spec.low_res_boxes_to_slice(np.array([100, 100, 139, 139]), trainer.image_size)[0]
     box = prompt_box(box, trainer.refine, trainer.image_size)
     assert trainer.refine.box_margin > 0 and trainer.supervision.name == supervision
-    second = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
+    second, _ = trainer.method.prompt_with_boxes(embeddings, np.stack([box, box]), trainer.image_size)
     expected = trainer.supervised_loss(backbone.spec.crop_low_res(second, trainer.image_size).float(), *batch_of(trainer, 2))
     assert float(terms["second_pass_loss"].detach()) == pytest.approx(float(expected["loss"].detach()), rel=1e-5)
     terms["second_pass_loss"].backward()

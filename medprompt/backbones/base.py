@@ -147,6 +147,14 @@ def decode_batched(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: tor
     return _decode(decoder, image_pe, embeddings, sparse, dense, 1)[0]
 
 
+def decode_with_iou(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: torch.Tensor, sparse: torch.Tensor,
+                    dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`decode_batched`'s logits [B,1,256,256] and the decoder's own estimate of each mask's IoU [B] (SAM's IoU
+    head on the same pass: what it predicts the mask's overlap with the prompted structure to be)."""
+    logits, hs = _decode(decoder, image_pe, embeddings, sparse, dense, 1)
+    return logits, decoder.iou_prediction_head(hs[:, 0, :])[:, 0]
+
+
 def decode_multimask(decoder: MaskDecoder, image_pe: torch.Tensor, embeddings: torch.Tensor, sparse: torch.Tensor,
                      dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's three multimask outputs, low-res logits [B,3,256,256], and the decoder's IoU estimates [B,3]."""

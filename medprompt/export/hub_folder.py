@@ -111,7 +111,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, device: torch
 
 def probabilities(model: TrainedModel, image: np.ndarray) -> np.ndarray:
     """What `medprompt predict` computes for preprocessed slices [N,H,W] uint8 with `model`."""
-    return segment_images(model.method, image, batch_size=1, progress=False, refine_config=model.refine)
+    return segment_images(model.method, image, batch_size=1, progress=False, refine_config=model.refine).probs
 
 
 def check_export(folder: Path, image: np.ndarray, expected: np.ndarray, backbone: Backbone) -> None:

@@ -80,10 +80,12 @@ def warn_if_unlike(path: Path, manifest: pd.DataFrame, run_config: dict) -> None
 def predict_prepared(model: TrainedModel, manifest: pd.DataFrame, images: np.ndarray, out_dir: Path,
                      batch_size: int) -> tuple[list[Path], pd.DataFrame]:
     """Segment a prepared file's slices; the outputs (the file's geometry and format) and its quality row."""
-    probs = segment_images(model.method, images, batch_size, refine_config=model.refine, orientations=model.orientations)
-    foreground = probs > 0.5
+    segmented = segment_images(model.method, images, batch_size, refine_config=model.refine,
+                               orientations=model.orientations)
+    foreground = segmented.probs > 0.5
     masks = label_masks(model, manifest, foreground)
-    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, slice_signals(foreground, masks))
+    signals = slice_signals(foreground, masks, segmented.decoder_iou)
+    return reconstruct(manifest, masks, out_dir, kind="label"), quality_table(manifest, signals)
 
 
 def write_dicom_seg(series: Path, nifti: Path, run_config: dict) -> Path:

@@ -24,10 +24,11 @@ REMOVED_TO_REVIEW = 0.1  # the volume step removed at least this share of a case
 COLUMNS = ["case", "slices", "slices_with_mask", "mask_pixels", "gap_slices", "removed_fraction", "review"]
 
 
-def slice_signals(before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
+def slice_signals(before: np.ndarray, after: np.ndarray, decoder_iou: np.ndarray | None = None) -> pd.DataFrame:
     """Per slice, from its masks [N,H,W] before and after the volume step (the same masks when there is none):
     `mask_pixels` (kept), `box_fill` (their share of their tight box: near 1 for a blob, low for a crescent or
-    scattered pieces; empty without a mask) and `removed_pixels` (what the volume step removed on the slice)."""
+    scattered pieces; empty without a mask), `removed_pixels` (what the volume step removed on the slice) and
+    `decoder_iou` (the mask decoder's own IoU estimate of the box-prompted pass's mask; empty where none ran)."""
     before, after = before > 0, after > 0
     areas = after.reshape(len(after), -1).sum(1)
     fill = np.full(len(after), np.nan)
@@ -35,7 +36,9 @@ def slice_signals(before: np.ndarray, after: np.ndarray) -> pd.DataFrame:
         rows, cols = np.flatnonzero(after[i].any(1)), np.flatnonzero(after[i].any(0))
         fill[i] = areas[i] / ((rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1))
     removed = before.reshape(len(before), -1).sum(1) - areas
-    return pd.DataFrame({"mask_pixels": areas, "box_fill": fill.round(4), "removed_pixels": removed})
+    estimates = np.full(len(after), np.nan) if decoder_iou is None else np.asarray(decoder_iou, np.float64)
+    return pd.DataFrame({"mask_pixels": areas, "box_fill": fill.round(4), "removed_pixels": removed,
+                         "decoder_iou": estimates.round(4)})
 
 
 def case_quality(slice_index: np.ndarray, areas: np.ndarray, removed_pixels: np.ndarray) -> dict:

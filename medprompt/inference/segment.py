@@ -11,7 +11,7 @@ each encoded again. `predict_dataset` segments a preprocessed dataset into
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,12 +35,30 @@ from medprompt.methods.run_dir import TrainedModel
 from medprompt.methods.slice_inputs import dataset_batches, image_slices, reads_for
 
 
+class Segmented(NamedTuple):
+    """Slices' foreground probabilities [N,H,W] float32, and the mask decoder's IoU estimate of each slice's mask
+    from a box-prompted pass [N] (NaN where no such pass drew it)."""
+
+    probs: np.ndarray
+    decoder_iou: np.ndarray
+
+    @classmethod
+    def empty(cls, count: int, size: tuple[int, int]) -> Segmented:
+        """Room for `count` slices of `size`: no foreground, no estimate."""
+        return cls(np.zeros((count, *size), np.float32), np.full(count, np.nan, np.float32))
+
+    def put(self, index: list[int] | slice, probs: torch.Tensor, decoder_iou: torch.Tensor) -> None:
+        """Fill the slices at `index`."""
+        self.probs[index] = probs.float().cpu().numpy()
+        self.decoder_iou[index] = decoder_iou.float().cpu().numpy()
+
+
 @torch.no_grad()
 def segment_slices(method: Method, slices: Slices, size: tuple[int, int],
                    refine_config: RefineConfig = RefineConfig(), images: np.ndarray | None = None,
-                   orientations: str = "none") -> torch.Tensor:
+                   orientations: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
     """Foreground probabilities [B,H,W]: the method's first pass (averaged over the slices' `orientations`, which
-    needs their grey `images` [B,H,W]), then refined if enabled."""
+    needs their grey `images` [B,H,W]), then refined if enabled; and the second pass's IoU estimates [B]."""
     backbone = method.backbone
     with autocast(backbone.device):
         probs = first_pass(method, slices, size)
@@ -59,34 +77,32 @@ def first_pass(method: Method, slices: Slices, size: tuple[int, int]) -> torch.T
 
 @torch.no_grad()
 def segment_images(method: Method, images: np.ndarray, batch_size: int = 8, progress: bool = True,
-                   refine_config: RefineConfig = RefineConfig(), orientations: str = "none") -> np.ndarray:
-    """Probabilities [N,H,W] float32 for uint8 slices [N,H,W] never seen before (no cache)."""
+                   refine_config: RefineConfig = RefineConfig(), orientations: str = "none") -> Segmented:
+    """Uint8 slices [N,H,W] never seen before (no cache), segmented."""
     if method.needs_boxes:
         raise MedpromptError(f"method {method.name} needs the ground-truth boxes; give a preprocessed dataset with masks")
     reads = reads_for(method.reads, refine_config.enabled)
-    out = np.zeros(images.shape, dtype=np.float32)
+    out = Segmented.empty(len(images), images.shape[1:])
     for start in tqdm(range(0, len(images), batch_size), desc="predict", unit="batch", disable=not progress):
         batch = images[start : start + batch_size]
-        probs = segment_slices(method, image_slices(method.backbone, batch, reads), images.shape[1:], refine_config,
-                               batch, orientations)
-        out[start : start + len(probs)] = probs.float().cpu().numpy()
+        out.put(slice(start, start + len(batch)), *segment_slices(
+            method, image_slices(method.backbone, batch, reads), images.shape[1:], refine_config, batch, orientations))
     return out
 
 
 @torch.no_grad()
 def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, batch_size: int = 8,
                     progress: bool = True, refine_config: RefineConfig = RefineConfig(),
-                    orientations: str = "none", desc: str = "predict") -> np.ndarray:
-    """Probabilities [len(rows),H,W] float32 for slices of a preprocessed dataset."""
+                    orientations: str = "none", desc: str = "predict") -> Segmented:
+    """The slices of a preprocessed dataset at `rows`, segmented."""
     size = dataset.shape[1:]
-    out = np.zeros((len(rows), *size), dtype=np.float32)
+    out = Segmented.empty(len(rows), size)
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc=desc, unit="slice", disable=not progress)
     reads = reads_for(method.reads, refine_config.enabled)
     for batch, slices in dataset_batches(dataset, method.backbone, rows, reads, batch_size):
         images = dataset.images(batch) if ORIENTATION_SETS[orientations] else None
-        probs = segment_slices(method, slices, size, refine_config, images, orientations)
-        out[[position[r] for r in batch]] = probs.float().cpu().numpy()
+        out.put([position[r] for r in batch], *segment_slices(method, slices, size, refine_config, images, orientations))
         bar.update(len(batch))
     bar.close()
     return out
@@ -94,11 +110,12 @@ def segment_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarr
 
 @torch.no_grad()
 def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.ndarray, boxes: Boxes,
-                         batch_size: int = 8, progress: bool = True, desc: str = "box prompts") -> np.ndarray:
-    """Probabilities [len(rows),H,W] of the method's decoder prompted with each slice's boxes (union over boxes)."""
+                         batch_size: int = 8, progress: bool = True, desc: str = "box prompts") -> Segmented:
+    """The method's decoder prompted with each slice's boxes: the union of their masks, the lowest of their IoU
+    estimates."""
     backbone = method.backbone
     size = dataset.shape[1:]
-    out = np.zeros((len(rows), *size), dtype=np.float32)
+    out = Segmented.empty(len(rows), size)
     ids = dataset.manifest.slice_id.to_numpy()
     position = {r: i for i, r in enumerate(rows)}
     bar = tqdm(total=len(rows), desc=desc, unit="slice", disable=not progress)
@@ -112,11 +129,13 @@ def box_prompted_dataset(method: Method, dataset: PreprocessedDataset, rows: np.
         if prompt_boxes:
             owner_t = torch.tensor(owner, device=backbone.device)
             with autocast(backbone.device):
-                logits = method.prompt_with_boxes(embeddings[owner_t], np.array(prompt_boxes), size)
+                logits, iou = method.prompt_with_boxes(embeddings[owner_t], np.array(prompt_boxes), size)
             probs = torch.sigmoid(backbone.logits_to_image(logits, size))[:, 0].float()
             index = owner_t.view(-1, 1, 1).expand_as(probs)
             merged = torch.zeros((len(batch), *size), device=probs.device).scatter_reduce_(0, index, probs, "amax")
-            out[[position[r] for r in batch]] = merged.cpu().numpy()
+            lowest = torch.full((len(batch),), float("nan"), device=iou.device).scatter_reduce_(
+                0, owner_t, iou.float(), "amin", include_self=False)
+            out.put([position[r] for r in batch], merged, lowest)
         bar.update(len(batch))
     bar.close()
     return out
@@ -157,12 +176,12 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
             raise MedpromptError(f"{dataset.slices_path}: no masks to take the box prompts from")
         boxes = boxes_from_dataset(dataset, mine, label)
         bound = model.method if model.method.needs_boxes else BoxPrompted(model.backbone, model.config["train"])
-        probs = box_prompted_dataset(bound, dataset, mine, boxes, batch_size, progress, group.label("box prompts"))
+        segmented = box_prompted_dataset(bound, dataset, mine, boxes, batch_size, progress, group.label("box prompts"))
     else:
         check_orientations(model.orientations, tuple(dataset.shape[1:]))
-        probs = segment_dataset(model.method, dataset, mine, batch_size, progress, model.refine, model.orientations,
-                                group.label("predict"))
-    foreground = group.join(probs > 0.5)
+        segmented = segment_dataset(model.method, dataset, mine, batch_size, progress, model.refine,
+                                    model.orientations, group.label("predict"))
+    foreground, decoder_iou = group.join(segmented.probs > 0.5), group.join(segmented.decoder_iou)
     if not group.is_main:
         return []
     masks = label_masks(model, manifest, foreground, box_prompt)
@@ -171,7 +190,7 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
              "largest_component": int(model.refine.largest_component and not box_prompt),
              "orientations": "none" if box_prompt else model.orientations}
     with prediction_folder(out_dir) as written:
-        signals = slice_signals(foreground, masks)
+        signals = slice_signals(foreground, masks, decoder_iou)
         written.append(write_predictions(out_dir, pd.concat([manifest, signals], axis=1), masks, attrs))
         written.append(write_quality(out_dir, quality_table(manifest, signals)))
         if geometry:

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from medprompt.backbones import Backbone
+from medprompt.backbones.base import decode_batched, decode_with_iou
+from medprompt.backbones.sam_modeling import MaskDecoder
 from medprompt.common.config_rules import Rule
 
 READS = ("embeddings", "images")
@@ -84,14 +86,21 @@ class Method(nn.Module):
         """For a method with `references`: fix what it takes from the training slices and their target masks
         (soft, [N,1,h,w] on the part of the low-res frame that covers the slice) before any training step."""
 
-    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """The decoder this method predicts with, given prompts (the backbone's unless the method tunes one)."""
-        return self.backbone.decode(embeddings, sparse, dense)
+    @property
+    def mask_decoder(self) -> MaskDecoder:
+        """The mask decoder this method predicts with: the backbone's, unless the method tunes its own."""
+        return self.backbone.mask_decoder
 
-    def prompt_with_boxes(self, embeddings: torch.Tensor, boxes: np.ndarray, image_size: tuple[int, int]) -> torch.Tensor:
-        """Low-res logits of this method's decoder prompted with one box per image (slice pixels)."""
+    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """Low-res logits [B,1,256,256] of this method's mask decoder, given prompts."""
+        return decode_batched(self.mask_decoder, self.backbone.image_pe, embeddings, sparse, dense)
+
+    def prompt_with_boxes(self, embeddings: torch.Tensor, boxes: np.ndarray,
+                          image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low-res logits [B,1,256,256] of this method's decoder prompted with one box per image (slice pixels),
+        and the decoder's IoU estimate of each mask [B]."""
         sparse, dense = self.backbone.embed_boxes(boxes, image_size)
-        return self.decode(embeddings.to(sparse.dtype), sparse, dense)
+        return decode_with_iou(self.mask_decoder, self.backbone.image_pe, embeddings.to(sparse.dtype), sparse, dense)
 
     def options(self, train_cfg: dict[str, Any]) -> dict[str, Any]:
         """This method's own section of the training config."""

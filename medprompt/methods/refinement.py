@@ -57,25 +57,29 @@ def prompt_box(box: np.ndarray | None, config: RefineConfig, size: tuple[int, in
 
 
 def second_pass(method: Method, embeddings: torch.Tensor, boxes: list[np.ndarray | None],
-                size: tuple[int, int]) -> tuple[list[int], torch.Tensor | None]:
-    """The slices that have a box (slice pixels; None: no box), and the low-res logits of the method's decoder
-    prompted with their boxes (gradients flow when enabled, for a method that tunes its decoder)."""
+                size: tuple[int, int]) -> tuple[list[int], torch.Tensor | None, torch.Tensor | None]:
+    """The slices that have a box (slice pixels; None: no box), the low-res logits of the method's decoder prompted
+    with their boxes (gradients flow when enabled, for a method that tunes its decoder) and its IoU estimates."""
     keep = [i for i, box in enumerate(boxes) if box is not None]
     if not keep:
-        return keep, None
-    return keep, method.prompt_with_boxes(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
+        return keep, None, None
+    return keep, *method.prompt_with_boxes(embeddings[keep], np.stack([boxes[i] for i in keep]), size)
 
 
 @torch.no_grad()
 def refine(method: Method, embeddings: torch.Tensor, probs: torch.Tensor, size: tuple[int, int],
-           config: RefineConfig) -> torch.Tensor:
-    """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape)."""
+           config: RefineConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities [B,H,W] after the box-prompted second pass (`probs` from the first pass, same shape), and the
+    decoder's IoU estimate of each slice's second-pass mask [B] (NaN where none was drawn: not enabled, or an
+    empty first mask)."""
+    estimates = torch.full((len(probs),), float("nan"))
     if not config.enabled:
-        return probs
+        return probs, estimates
     boxes = [prompt_box(main_box(mask, config.min_island), config, size) for mask in (probs > 0.5).cpu().numpy()]
-    keep, logits = second_pass(method, embeddings, boxes, size)
+    keep, logits, iou = second_pass(method, embeddings, boxes, size)
     if not keep:
-        return probs
+        return probs, estimates
     out = probs.clone()
     out[keep] = torch.sigmoid(method.backbone.logits_to_image(logits, size))[:, 0].to(out.dtype)
-    return out
+    estimates[keep] = iou.float().cpu()
+    return out, estimates

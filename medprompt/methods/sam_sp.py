@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from medprompt.backbones import Backbone
-from medprompt.backbones.base import decode_batched
+from medprompt.backbones.sam_modeling import MaskDecoder
 from medprompt.common.config_rules import Rule
 from medprompt.methods.base import PromptMethod, prompt_offset
 from medprompt.methods.lora import add_lora
@@ -50,5 +50,6 @@ class SAMSP(PromptMethod):
         b = embeddings.shape[0]
         return self.fixed_sparse.expand(b, -1, -1), self.no_mask.expand(b, -1, *embeddings.shape[-2:])
 
-    def decode(self, embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        return decode_batched(self.decoder, self.backbone.image_pe, embeddings, sparse, dense)
+    @property
+    def mask_decoder(self) -> MaskDecoder:
+        return self.decoder

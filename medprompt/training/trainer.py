@@ -199,7 +199,7 @@ class Trainer:
         prompts = [None if box is None else prompt_box(spec.low_res_boxes_to_slice(box, self.image_size)[0],
                                                        self.refine, self.image_size) for box in first]
         with torch.set_grad_enabled(self.refine.second_pass_loss > 0), autocast(self.device, self.cpu_bf16):
-            keep, second = second_pass(self.method, embeddings, prompts, self.image_size)
+            keep, second, _ = second_pass(self.method, embeddings, prompts, self.image_size)
         wanted = [key for key in ("distill", "second_pass_loss") if getattr(self.refine, key) > 0]
         if not keep:
             return {key: logits.sum() * 0.0 for key in wanted}
