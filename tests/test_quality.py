@@ -28,8 +28,11 @@ def test_a_stray_blob_a_gap_and_an_empty_case_are_named_and_a_clean_case_is_not(
     s[[9, 10, 12]] = disc()                        # gap: nothing on slice 2
     after = consistent_masks(table, s)
     after[9:13] = s[9:13]  # the gap case predicted without the volume step, which would keep slices 0-1 only
-    quality = quality_table(table, slice_signals(s, after)).set_index("case")
-    assert quality.loc["clean"].tolist() == [4, 4, 4 * 113, 0, 0.0, ""]
+    estimates = np.linspace(0.5, 0.9, len(table))  # the mean counts the slices with a mask left only
+    quality = quality_table(table, slice_signals(s, after, estimates)).set_index("case")
+    assert quality.loc["clean"].tolist() == [4, 4, 4 * 113, 0, 0.0, round(estimates[:4].mean(), 4), ""]
+    assert quality.loc["stray", "decoder_iou"] == round(estimates[4:7].mean(), 4)
+    assert np.isnan(quality.loc["empty", "decoder_iou"])
     stray = quality.loc["stray"]
     assert stray.slices_with_mask == 3 and stray.removed_fraction == round(49 / (3 * 113 + 49), 4)
     assert stray.review == "the volume step removed 13% of the predicted pixels (blobs apart from the structure)"

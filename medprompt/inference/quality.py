@@ -21,7 +21,8 @@ from medprompt.common.atomic import atomic_path
 
 QUALITY = "quality.csv"
 REMOVED_TO_REVIEW = 0.1  # the volume step removed at least this share of a case's predicted pixels
-COLUMNS = ["case", "slices", "slices_with_mask", "mask_pixels", "gap_slices", "removed_fraction", "review"]
+COLUMNS = ["case", "slices", "slices_with_mask", "mask_pixels", "gap_slices", "removed_fraction", "decoder_iou",
+           "review"]
 
 
 def slice_signals(before: np.ndarray, after: np.ndarray, decoder_iou: np.ndarray | None = None) -> pd.DataFrame:
@@ -41,8 +42,12 @@ def slice_signals(before: np.ndarray, after: np.ndarray, decoder_iou: np.ndarray
                          "decoder_iou": estimates.round(4)})
 
 
-def case_quality(slice_index: np.ndarray, areas: np.ndarray, removed_pixels: np.ndarray) -> dict:
-    """The signals of one case from its slices' positions, kept mask pixels and pixels the volume step removed."""
+def case_quality(slice_index: np.ndarray, areas: np.ndarray, removed_pixels: np.ndarray,
+                 decoder_iou: np.ndarray) -> dict:
+    """The signals of one case from its slices' positions, kept mask pixels, pixels the volume step removed and
+    the decoder's IoU estimates (their mean over the slices with a mask: a low one ranks the case first)."""
+    estimates = decoder_iou[areas > 0]
+    mean_iou = round(float(np.nanmean(estimates)), 4) if np.isfinite(estimates).any() else np.nan
     order = np.argsort(slice_index)
     positions, areas = slice_index[order], areas[order]
     masked = np.flatnonzero(areas)
@@ -59,14 +64,16 @@ def case_quality(slice_index: np.ndarray, areas: np.ndarray, removed_pixels: np.
         reasons.append(f"the volume step removed {removed:.0%} of the predicted pixels (blobs apart from the "
                        "structure)")
     return {"slices": len(positions), "slices_with_mask": len(masked), "mask_pixels": int(areas.sum()),
-            "gap_slices": len(gaps), "removed_fraction": round(removed, 4), "review": "; ".join(reasons)}
+            "gap_slices": len(gaps), "removed_fraction": round(removed, 4), "decoder_iou": mean_iou,
+            "review": "; ".join(reasons)}
 
 
 def quality_table(manifest: pd.DataFrame, signals: pd.DataFrame) -> pd.DataFrame:
     """One row per case of the manifest's rows, from their `slice_signals`."""
     positions = manifest.slice_index.to_numpy().astype(int)
     areas, removed = signals.mask_pixels.to_numpy(), signals.removed_pixels.to_numpy()
-    rows = [{"case": case, **case_quality(positions[index], areas[index], removed[index])}
+    estimates = signals.decoder_iou.to_numpy()
+    rows = [{"case": case, **case_quality(positions[index], areas[index], removed[index], estimates[index])}
             for case, index in manifest.reset_index(drop=True).groupby("case", sort=False).indices.items()]
     return pd.DataFrame(rows, columns=COLUMNS)
 
