@@ -35,8 +35,8 @@ def test_score_is_the_mean_box_iou_and_empty_scores_zero(monkeypatch):
         logits[..., 40:141, 40:121] = 10.0
         return logits
 
-    monkeypatch.setattr(backbone, "decode", decode)
+    monkeypatch.setattr(method, "decode", decode)
     expected = np.mean([1.0, box_iou(boxes[0][0], boxes[1][0]), box_iou(boxes[0][0], boxes[2][0])])
     assert selector.score(method) == pytest.approx(expected)
-    monkeypatch.setattr(backbone, "decode", lambda e, s, d: torch.full((len(e), 1, 256, 256), -10.0))
+    monkeypatch.setattr(method, "decode", lambda e, s, d: torch.full((len(e), 1, 256, 256), -10.0))
     assert selector.score(method) == 0.0
