@@ -267,3 +267,28 @@ def test_the_tables_name_cells_relative_to_the_folder(finished, protocol_file, t
     markdown = benchmark.write_summaries(out, load_protocol(str(protocol_file), None, []), [*rows, failed])
     assert "no model: cells/acdc_lv/default/shots2_subset5_seed0/run: training collapsed" in markdown
     assert str(tmp_path) not in markdown and str(tmp_path) not in (out / "runs.csv").read_text()
+
+
+def test_an_archive_holds_the_scores_alone_and_merging_it_rebuilds_the_same_tables(finished, protocol_file, tmp_path,
+                                                                                   capsys):
+    kept = tmp_path / "kept"
+    assert main(["benchmark", str(protocol_file), "--out", str(finished), "--archive", str(kept)]) == 0
+    cells = sorted(path.parent.relative_to(kept) for path in kept.glob("cells/*/*/*/cell.json"))
+    assert len(cells) == 3 and not list(kept.rglob("*.safetensors")) and not list(kept.rglob("predictions"))
+    assert {p.name for p in (kept / cells[0]).iterdir()} == {"cell.json", "slices.csv", "cases.csv"}
+    slices = pd.read_csv(kept / cells[0] / "slices.csv", dtype=str)
+    assert (slices.patient == slices.case.str.split("_").str[0]).all()  # ACDC: patient001_ED is patient001's
+    # another machine, the data elsewhere: the merged cells are finished there, nothing is prepared or trained
+    fresh = tmp_path / "fresh"
+    capsys.readouterr()
+    assert main(["benchmark", str(protocol_file), "--out", str(fresh), "--merge", str(kept),
+                 "--data", str(tmp_path / "elsewhere")]) == 0
+    assert "merged 3 finished cells" in capsys.readouterr().out and not (fresh / "data").exists()
+    for table in ("runs.csv", "summary.csv", "summary.md"):
+        assert (fresh / table).read_text() == (finished / table).read_text()
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(tmp_path / "other"), "--merge", str(kept),
+                          "--set", "seeds=[1]"], f"--merge {kept}: another protocol ran there",
+                 "seeds: recorded [0], now [1]")
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(tmp_path / "other"), "--merge",
+                          str(tmp_path)], "no protocol.yaml there")
+    assert not (tmp_path / "other").exists()  # refused before anything is written

@@ -9,6 +9,10 @@ cells and redoes a killed one from the start. Outputs in --out:
     cells/<task>/<method>/shots<k>_subset<s>_seed<r>/   run/, predictions/, slices.csv, cases.csv, cell.json
     runs.csv                  one row per run
     summary.csv, summary.md, summary.png   per task and method (`medprompt.evaluation.summary`)
+
+`--archive FOLDER` also copies the protocol, the tables and each finished cell's results (its RESULT_FILES, no
+weights or predictions: small enough for version control) into FOLDER; `--merge FOLDER` brings such a folder's
+finished cells (or another output folder's) into --out, so a table grows across machines and sessions.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any, NamedTuple
 from medprompt.cli.options import Verb, add_device, add_engine
 
 CELL_DONE = "cell.json"
+RESULT_FILES = ("slices.csv", "cases.csv", CELL_DONE)  # a finished cell's results; cell.json last, as it marks one
+TABLES = ("protocol.yaml", "runs.csv", "summary.csv", "summary.md", "summary.png")
 RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
                "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "flagged", "train_s", "predict_s"]
 
@@ -126,6 +132,11 @@ def chosen_cells(cells: list[Cell], patterns: list[str]) -> list[Cell]:
     return chosen
 
 
+def unfinished(cells: list[Cell], out: Path) -> list[Cell]:
+    """The cells without a `cell.json` in --out."""
+    return [cell for cell in cells if not (out / "cells" / cell.key / CELL_DONE).is_file()]
+
+
 def training_cell(cell: Cell, protocol: dict[str, Any]) -> Cell:
     """The cell whose run `cell` predicts with: its own, or for a `from` method the source method's."""
     source = protocol["methods"][cell.method].get("from")
@@ -217,6 +228,8 @@ def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, fold
     predict_dataset(model, dataset.root, folder / "predictions", ["test"], progress=False)
     row["predict_s"] = round(time.perf_counter() - start, 1)
     slices = evaluate_slices(folder / "predictions", dataset.root)
+    patients = dataset.manifest[["case", "patient"]].astype(str).drop_duplicates("case")
+    slices = slices.merge(patients, on="case", how="left")  # the intervals' resampling unit, kept with the scores
     slices.to_csv(folder / "slices.csv", index=False)
     scored = slices[slices.has_target]
     quality = pd.read_csv(folder / "predictions" / QUALITY, dtype={"case": str}, keep_default_na=False)
@@ -283,6 +296,77 @@ def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
         dump_config(protocol, tmp)
 
 
+def cell_slices(path: Path, data: Path):
+    """A cell's per-slice scores with each slice's patient (cells scored before the column was kept take it from
+    the task's prepared manifest)."""
+    import pandas as pd
+
+    from medprompt.common.errors import MedpromptError
+
+    table = pd.read_csv(path, dtype={"slice_id": str, "case": str, "patient": str})
+    if "patient" in table:
+        return table
+    if not (data / "manifest.csv").is_file():
+        raise MedpromptError(f"{path}: no patient column, and its task's data {data} is not prepared here")
+    patients = pd.read_csv(data / "manifest.csv", dtype=str, usecols=["case", "patient"]).drop_duplicates("case")
+    return table.merge(patients, on="case", how="left")
+
+
+def without_locations(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol less where its data lies on this machine: what two folders must share to merge."""
+    tasks = {name: {k: v for k, v in spec.items() if k != "data"} for name, spec in protocol["tasks"].items()}
+    return {**{k: v for k, v in protocol.items() if k != "data"}, "tasks": tasks}
+
+
+def copy_if_present(source: Path, target: Path) -> None:
+    """Copy a file, written atomically, when it exists (a cell without 3D scores has no cases.csv)."""
+    from medprompt.common.atomic import atomic_path
+
+    if source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def check_merge_sources(protocol: dict[str, Any], sources: list[Path]) -> None:
+    """Refuse a --merge folder that holds no benchmark or another protocol (data locations aside)."""
+    from medprompt.common.config import read_yaml
+    from medprompt.common.errors import MedpromptError
+    from medprompt.training.recipe import setting_differences
+
+    for source in sources:
+        recorded = source / "protocol.yaml"
+        if not recorded.is_file():
+            raise MedpromptError(f"--merge {source}: no protocol.yaml there (not a benchmark's --out or --archive)")
+        differences = setting_differences(without_locations(read_yaml(recorded)), without_locations(protocol))
+        if differences:
+            raise MedpromptError(f"--merge {source}: another protocol ran there ({'; '.join(differences[:3])})")
+
+
+def merge_cells(out: Path, protocol: dict[str, Any], sources: list[Path]) -> int:
+    """Copy into --out the finished cells of checked `sources` that it lacks; how many were copied."""
+    copied = 0
+    for source in sources:
+        for cell in protocol_cells(protocol):
+            origin, target = source / "cells" / cell.key, out / "cells" / cell.key
+            if not (origin / CELL_DONE).is_file() or (target / CELL_DONE).is_file():
+                continue
+            shutil.rmtree(target, ignore_errors=True)
+            for name in RESULT_FILES:
+                copy_if_present(origin / name, target / name)
+            copied += 1
+    return copied
+
+
+def archive(out: Path, folder: Path) -> None:
+    """Copy the protocol, the tables and every finished cell's results from --out into `folder`."""
+    files = [out / name for name in TABLES]
+    for done in sorted((out / "cells").glob(f"*/*/*/{CELL_DONE}")):
+        files += [done.parent / name for name in RESULT_FILES]
+    for path in files:
+        copy_if_present(path, folder / path.relative_to(out))
+
+
 def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, Any]], pending: int = 0) -> str:
     """runs.csv, summary.csv, summary.md and summary.png from the finished cells' rows; the Markdown table, which
     says how many cells are `pending` (not run yet)."""
@@ -293,14 +377,11 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
 
     runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
     runs["status"] = runs.status.str.replace(f"{out}{os.sep}", "", regex=False)  # tables that name no machine's path
-    patients = {task: pd.read_csv(task_data(out, protocol, task) / "manifest.csv", dtype=str,
-                                  usecols=["case", "patient"]).drop_duplicates("case") for task in set(runs.task)}
     tables = {}
     for row in rows:
         path = out / "cells" / row["cell"] / "slices.csv"
         if path.is_file():
-            table = pd.read_csv(path, dtype={"slice_id": str, "case": str})
-            tables[row["cell"]] = table.merge(patients[row["task"]], on="case", how="left")
+            tables[row["cell"]] = cell_slices(path, task_data(out, protocol, row["task"]))
     bounds = {task: name for task in protocol["tasks"] for name, spec in protocol["methods"].items()
               if spec.get("bound")}
     departures = {name: spec.get("departures", "") for name, spec in protocol["methods"].items()}
@@ -418,14 +499,19 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         if group.is_main:
             print(estimate(chosen, protocol, backbone, out))
         return
-    tasks = list(dict.fromkeys(cell.task for cell in chosen))
-    if group.is_main:  # the folder, the preprocessing and the embeddings, once for the group
+    if group.is_main:  # the folder, the merged cells, the preprocessing and the embeddings, once for the group
+        check_merge_sources(protocol, args.merge)
         check_protocol_folder(out, protocol)
-        for task in tasks:
+        if args.merge:
+            merged = merge_cells(out, protocol, args.merge)
+            print(f"merged {merged} finished cells from {', '.join(map(str, args.merge))}")
+        for task in dict.fromkeys(cell.task for cell in unfinished(chosen, out)):
             prepare_task(out, protocol, task, backbone)
     group.wait_for_all()
     check_protocol_folder(out, protocol)
-    datasets = {task: PreprocessedDataset(task_data(out, protocol, task)) for task in tasks}
+    chosen = unfinished(chosen, out)
+    group.wait_for_all()  # every process has the same cells to share before any of them finishes one
+    datasets = {task: PreprocessedDataset(task_data(out, protocol, task)) for task in {cell.task for cell in chosen}}
     units: dict[Cell, list[Cell]] = {}  # a run and the cells that read it stay in one process
     for cell in chosen:
         units.setdefault(training_cell(cell, protocol), []).append(cell)
@@ -437,6 +523,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         done = [out / "cells" / cell.key / CELL_DONE for cell in cells]
         rows = [json.loads(path.read_text()) for path in done if path.is_file()]
         print(write_summaries(out, protocol, rows, pending=len(cells) - len(rows)), end="")
+        if args.archive:
+            archive(out, args.archive)
 
 
 def add_benchmark(p: argparse.ArgumentParser) -> None:
@@ -451,6 +539,12 @@ def add_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only the cells of these tasks or task/method pairs (repeatable, shell-style: acdc_lv, "
                         "'acdc_*/unet'); the tables then cover the finished cells and say how many are not run yet")
+    p.add_argument("--merge", action="append", default=[], type=Path, metavar="FOLDER",
+                   help="first copy in the finished cells of FOLDER (another --out or --archive of the same protocol; "
+                        "its data may lie elsewhere) that --out lacks (repeatable): one table from parts run apart")
+    p.add_argument("--archive", type=Path, default=None, metavar="FOLDER",
+                   help="then also copy the protocol, the tables and each finished cell's scores (no weights or "
+                        "predictions) into FOLDER: small enough to commit, and --merge reads it back")
     p.add_argument("--dry-run", action="store_true", help="list the cells (those finished in --out marked) and "
                    "estimate their training time, run nothing")
     add_device(p)
@@ -467,5 +561,6 @@ VERBS = [
          "example: medprompt benchmark smoke --out bench/smoke\n"
          "         medprompt benchmark table1 --out bench/table1 --data ~/data --dry-run\n"
          "         medprompt benchmark table1 --out bench/table1 --only acdc_lv   (one task now, the rest later)\n"
+         "         medprompt benchmark table1 --out bench/more --merge bench/table1 --archive results/table1\n"
          "         medprompt config benchmarks/table1      (the protocol's keys)"),
 ]
