@@ -21,7 +21,7 @@ import argparse
 import hashlib
 import json
 import math
-import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -244,10 +244,11 @@ def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, fold
 
 
 def finish_cell(folder: Path, row: dict[str, Any]) -> dict[str, Any]:
-    """Write the cell's `cell.json` (the mark that it is finished); its row."""
+    """Write the cell's `cell.json` (the mark that it is finished, naming no machine's path); its row."""
     from medprompt.common.atomic import atomic_path
 
     row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+    row["status"] = relative_status(row["status"], row["cell"])
     with atomic_path(folder / CELL_DONE) as tmp:
         tmp.write_text(json.dumps(row, indent=1))
     return row
@@ -367,6 +368,12 @@ def archive(out: Path, folder: Path) -> None:
         copy_if_present(path, folder / path.relative_to(out))
 
 
+def relative_status(status: str, cell: str) -> str:
+    """A row's status naming its cell's folder from the benchmark folder, wherever the cell ran: tables that name
+    no machine's path."""
+    return re.sub(rf"\S*(?=cells/{re.escape(cell)})", "", status)
+
+
 def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, Any]], pending: int = 0) -> str:
     """runs.csv, summary.csv, summary.md and summary.png from the finished cells' rows; the Markdown table, which
     says how many cells are `pending` (not run yet)."""
@@ -376,7 +383,7 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     from medprompt.evaluation.summary import summarise, summary_markdown, summary_plot
 
     runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
-    runs["status"] = runs.status.str.replace(f"{out}{os.sep}", "", regex=False)  # tables that name no machine's path
+    runs["status"] = [relative_status(row.status, row.cell) for row in runs.itertuples()]
     tables = {}
     for row in rows:
         path = out / "cells" / row["cell"] / "slices.csv"
