@@ -34,6 +34,12 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def pytest_unconfigure(config) -> None:
+    """The controller removes the session's cache folder, so that test runs leave nothing in the temp folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ and "MEDPROMPT_CACHE_DIR" in os.environ:
+        shutil.rmtree(os.environ.pop("MEDPROMPT_CACHE_DIR"), ignore_errors=True)
+
+
 # Files of a minute or more: under `pytest -n N --dist loadfile` they start first, so that no worker is left
 # running one of them alone at the end.
 LONG_FILES = ("test_demo.py", "test_distributed.py", "test_export.py", "test_methods_on_lite_medsam.py")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -33,7 +34,9 @@ def run_group(args: list[str], processes: int = 2, die: str | None = None) -> su
         env["MEDPROMPT_TEST_DIE"] = die
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
         if processes > 1 else [sys.executable]
-    result = subprocess.run([*launcher, COMMAND_LINE, *args], capture_output=True, encoding="utf-8", env=env)
+    with tempfile.TemporaryDirectory(prefix="torchrun_") as scratch:  # torchrun's own folders go, too
+        env["TMPDIR"] = scratch
+        result = subprocess.run([*launcher, COMMAND_LINE, *args], capture_output=True, encoding="utf-8", env=env)
     reasons = [line for line in result.stderr.splitlines() if ": error: " in line]  # each failed member's one line
     result.stderr = "\n".join([result.stderr, *reasons])
     return result
