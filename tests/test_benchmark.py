@@ -24,6 +24,7 @@ from medprompt.evaluation.evaluate import evaluate_slices
 from medprompt.evaluation.summary import bootstrap_interval, summarise, summary_markdown
 from medprompt.training.recipe import load_train_config
 from preprocessing.phantoms import write_acdc
+from tiny_backbone import build_tiny_backbone
 
 TESTS = Path(__file__).resolve().parent
 
@@ -170,13 +171,21 @@ def test_torchrun_shares_the_cells_out_and_writes_the_same_tables(finished, prot
 
 def test_the_dry_run_lists_the_cells_and_writes_nothing(protocol_file, tmp_path, capsys, monkeypatch):
     timed = []
-    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: timed.append(batch) or 3.0)
+    monkeypatch.setattr(benchmark, "step_seconds",
+                        lambda backbone, cfg, batch: timed.append((cfg["method"], batch)) or 3.0)
     assert main(["benchmark", str(protocol_file), "--out", str(tmp_path / "never"), "--dry-run",
                  "--set", "seeds=[0, 1, 2]"]) == 0
     out = capsys.readouterr().out
-    assert "7 cells (here: the default method 3.00 s a step of 2," in out and not (tmp_path / "never").exists()
-    assert timed == [2]  # one step timed per batch size, not per cell
+    assert "7 cells (here: default 3.00 s a step of 2; the encoder" in out and not (tmp_path / "never").exists()
+    assert timed == [("conv_fc", 2)]  # one step timed per method and batch size, not per cell
     assert out.count("~  0.1 min training") == 6  # 1 epoch x 1 step x 3 s
+
+
+def test_a_step_is_timed_on_what_each_method_reads():
+    backbone = build_tiny_backbone(seed=0)
+    for method in ("conv_fc", "unet", "autosam"):  # embeddings, the slices themselves, both
+        assert benchmark.step_seconds(backbone, load_train_config(method, None, ["batch_size=2"]), 2) > 0
+    assert benchmark.step_seconds(backbone, load_train_config("persam", None, []), 1) == 0.0  # nothing to learn
 
 
 def test_intervals_and_fractions_by_hand():
@@ -239,14 +248,14 @@ def test_only_runs_the_chosen_cells_and_the_tables_say_what_is_pending(protocol_
 
 
 def test_the_dry_run_marks_the_cells_finished_in_the_folder(finished, protocol_file, capsys, monkeypatch):
-    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: 3.0)
+    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, cfg, batch: 3.0)
     assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--only", "acdc_lv"]) == 0
     out = capsys.readouterr().out
     assert out.count("    finished") == 3 and "total ~0 min" in out
 
 
 def test_the_dry_run_counts_all_shots_as_the_prepared_train_split(finished, protocol_file, capsys, monkeypatch):
-    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, batch: 60.0)
+    monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, cfg, batch: 60.0)
     assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--set", "shots=[all]",
                  "--set", "subsets=[0]"]) == 0
     manifest = pd.read_csv(next((finished / "data").iterdir()) / "manifest.csv")

@@ -414,21 +414,29 @@ def timed_once(fn) -> float:
     return time.perf_counter() - start
 
 
-def step_seconds(backbone, batch: int) -> float:
-    """Seconds of one training step of the default method on `batch` slices here: forward, backward, update."""
+def step_seconds(backbone, cfg: dict[str, Any], batch: int) -> float:
+    """Seconds of one training step of the method `cfg` trains on `batch` slices here (forward, backward, update,
+    on what it reads: a method that runs the encoder in its step costs its encoder's time); 0 for nothing to learn."""
+    import numpy as np
     import torch
 
     from medprompt.common.device import autocast
-    from medprompt.methods import Slices, build_method
-    from medprompt.training.recipe import load_train_config
+    from medprompt.methods import build_method
+    from medprompt.methods.slice_inputs import image_slices
 
-    method = build_method(backbone, load_train_config("conv_fc", None, []))
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad])
-    embeddings = torch.randn(batch, 256, 64, 64, device=backbone.device) * 0.1
+    method = build_method(backbone, cfg)
+    learned = [p for p in method.parameters() if p.requires_grad]
+    if not learned:
+        return 0.0
+    images = np.random.default_rng(0).integers(0, 256, (batch, 256, 256), dtype=np.uint8)
+    slices = image_slices(backbone, images, method.reads)
+    if method.references:
+        method.setup(slices, torch.ones(batch, 1, 256, 256, device=backbone.device))
+    optimizer = torch.optim.Adam(learned)
 
     def step() -> None:
         with autocast(backbone.device):
-            loss = method(Slices(embeddings)).float().sigmoid().mean()
+            loss = method(slices).float().sigmoid().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -456,7 +464,7 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
 
     images = torch.rand(1, 256, 256)
     encode_s = timed_once(lambda: backbone.encode(images))
-    steps: dict[int, float] = {}
+    steps: dict[tuple[str, int], float] = {}
     available: dict[str, int | None] = {}
     lines, total = [], 0.0
     for cell in cells:
@@ -473,14 +481,14 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
         shots = int(cell.shots) if cell.shots != "all" else available[cell.task] or 10
         seconds = 0.0
         if not spec.get("bound"):
-            batch = min(shots, cfg["batch_size"])
-            if batch not in steps:
-                steps[batch] = step_seconds(backbone, batch)
-            seconds = cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * steps[batch]
+            timed = (cell.method, min(shots, cfg["batch_size"]))
+            if timed not in steps:
+                steps[timed] = step_seconds(backbone, cfg, timed[1])
+            seconds = cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * steps[timed]
         total += seconds
         lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
-    measured = ", ".join(f"{s:.2f} s a step of {b}" for b, s in sorted(steps.items()))
-    return (f"{len(cells)} cells (here: the default method {measured or 'not timed'}, the encoder {encode_s:.2f} s "
+    measured = ", ".join(f"{m} {s:.2f} s a step of {b}" for (m, b), s in steps.items())
+    return (f"{len(cells)} cells (here: {measured or 'no step timed'}; the encoder {encode_s:.2f} s "
             "a slice; `all` shots: the train split's slices with the structure, counted as 10 until the task's "
             "data is prepared in --out):\n" + "\n".join(lines)
             + f"\ntotal ~{total / 60:.0f} min of training steps, plus embedding each task's data once (the encoder's "
