@@ -18,7 +18,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo on a download of 6 synthetic patients for 15 epochs (the phantoms' loss levels off by then); the
-    README test runs `medprompt demo` itself: 10 patients, 100 epochs, 4 to 5 more minutes."""
+    README test runs `medprompt demo` itself: 7 patients, 100 epochs, 3 to 4 more minutes."""
     root = tmp_path_factory.mktemp("demo")
     raw = write_acdc(root / "raw", n_patients=6, seed=0)
     out = root / "out"
@@ -28,7 +28,7 @@ def demo(tmp_path_factory):
 
 def test_ten_shot_box_only_segments_every_held_out_patient(demo):
     out, table = demo
-    assert len(table) == 2  # the patients drawn for test (the demo's split, 6:1:3, scaled to 6 patients)
+    assert len(table) == 2  # the patients drawn for test (the demo's split, 3:1:3, scaled to 6 patients)
     assert table.dice_box_prompted.min() >= 0.95  # LiteMedSAM given the true boxes: the geometry is right end to end
     # the learned prompts leave no held-out patient empty; they stay well below the box-prompted bound on
     # LiteMedSAM (docs/results.md)
