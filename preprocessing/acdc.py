@@ -101,4 +101,3 @@ def frame_aliases(path: Path) -> list[str]:
 
 
 GROUND_TRUTH = GroundTruthLayout("acdc", r"^patient\d{3}_(ED|ES|frame\d+)$", aliases=frame_aliases)
-

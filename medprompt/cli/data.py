@@ -51,7 +51,6 @@ def add_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="rebuild the cache even if one exists")
 
 
-
 VERBS = [
     Verb("preprocess", cmd_preprocess, add_preprocess,
      "Turn a raw dataset folder, as downloaded, into a preprocessed dataset.",

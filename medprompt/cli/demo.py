@@ -15,7 +15,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
              engine=args.engine)
 
 
-
 def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("medprompt_demo"), help="output folder (default: medprompt_demo)")
     p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
@@ -24,7 +23,6 @@ def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: the demo's)")
     add_device(p)
     add_engine(p)
-
 
 
 VERBS = [

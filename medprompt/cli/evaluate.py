@@ -25,7 +25,6 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
                         "sizes of its PNGs, head circumference error); by default one found in GT_DIR or its parent")
 
 
-
 VERBS = [
     Verb("evaluate", cmd_evaluate, add_evaluate, "Score predictions against ground truth.",
      "PRED_DIR from `predict` on a dataset + GT_DIR the dataset: per-slice Dice, IoU, HD95;\n"

@@ -62,7 +62,6 @@ def add_config(p: argparse.ArgumentParser) -> None:
                    help="an override to apply, as the verbs would (repeatable)")
 
 
-
 VERBS = [
     Verb("backbones", cmd_backbones, add_backbones,
      "List the registered backbones: input, where their weights come from, whether they are installed.",

@@ -37,7 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `medprompt` console script."""
     args = build_parser().parse_args(argv)
@@ -54,7 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", module="monai")
         warnings.showwarning = show_once
         return run(args)
-
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"medprompt {args.verb}: interrupted", file=sys.stderr)
         return 130
     return 0
-
 
 
 if __name__ == "__main__":

@@ -81,4 +81,3 @@ def dataset_names() -> list[str]:
     from preprocessing.pipeline import PIPELINES
 
     return list(PIPELINES)
-

@@ -79,7 +79,6 @@ def add_reconstruct(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the volumes")
 
 
-
 VERBS = [
     Verb("predict", cmd_predict, add_predict, "Segment images it has never seen: no boxes, no labels.",
      "each output is written in its input's own geometry and format, named after the input, in --out.\n"

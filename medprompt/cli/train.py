@@ -68,7 +68,6 @@ def add_train(p: argparse.ArgumentParser) -> None:
     add_config_options(p, "train")
 
 
-
 VERBS = [
     Verb("train", cmd_train, add_train,
      "Train a method (default: the paper's prompt module) from tight boxes only: the masks the backbone draws in "

@@ -106,4 +106,3 @@ Learned from {training_boxes} boxes on one dataset: on images from another scann
 check its masks before using them. Slices far from the training boxes' appearance (the ends of a volume, a
 small cross-section) are where it fails first. Not a medical device; for research use.
 """
-

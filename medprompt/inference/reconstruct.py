@@ -167,4 +167,3 @@ def _png_values(volume: np.ndarray, kind: str) -> np.ndarray:
     if kind == "prob":
         return np.rint(volume * 255).astype(np.uint8)
     return volume * PNG_LABEL_SCALE if volume.max(initial=0) <= 1 else volume
-

@@ -166,7 +166,5 @@ def with_start_box(train_cfg: dict[str, Any], training_set: TrainingSet, backbon
     return {**train_cfg, "start_box": [round(float(v), 1) for v in median[0]]}
 
 
-
-
 def _recorded_ids(run_dir: Path) -> list[str]:
     return list(dict.fromkeys(pd.read_csv(run_dir / BOXES, dtype={"slice_id": str}).slice_id))

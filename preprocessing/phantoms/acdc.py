@@ -28,7 +28,6 @@ _ACDC_ANATOMY: dict[str, tuple[tuple[float, float], ...]] = {
 }
 
 
-
 @dataclass(frozen=True)
 class AcdcPhantom:
     """One ACDC-like short-axis frame: image and labels (X, Y, Z) and voxel spacing in mm."""
