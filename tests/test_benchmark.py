@@ -23,7 +23,7 @@ from medprompt.common.config import bundled_config_names, load_config
 from medprompt.evaluation.evaluate import evaluate_slices
 from medprompt.evaluation.summary import bootstrap_interval, summarise, summary_markdown
 from medprompt.training.recipe import load_train_config
-from preprocessing.phantoms import write_acdc
+from preprocessing.phantoms import write_acdc, write_hc18
 from tiny_backbone import build_tiny_backbone
 
 TESTS = Path(__file__).resolve().parent
@@ -186,6 +186,31 @@ def test_a_step_is_timed_on_what_each_method_reads():
     for method in ("conv_fc", "unet", "autosam"):  # embeddings, the slices themselves, both
         assert benchmark.step_seconds(backbone, load_train_config(method, None, ["batch_size=2"]), 2) > 0
     assert benchmark.step_seconds(backbone, load_train_config("persam", None, []), 1) == 0.0  # nothing to learn
+
+
+def test_a_datasets_own_score_goes_into_the_tables(tmp_path, tiny_checkpoint):
+    """HC18's head circumference error: each cell's mean is what `medprompt evaluate` gives on its predictions
+    (the images where an ellipse can be fitted to the prediction)."""
+    raw = write_hc18(tmp_path / "downloads" / "HC18", n_images=6, seed=0)
+    protocol = {
+        "data": str(tmp_path / "downloads"), "backbone": "tiny_test", "checkpoint": str(tiny_checkpoint),
+        "tasks": {"hc18": {"dataset": "hc18", "raw": "HC18", "label": 1, "volumes": False,
+                           "preprocess": ["geometry.size=96", "splits.sizes={train: 2, val: 1, test: 3}"]}},
+        "methods": {"bound": {"method": "box_prompted", "bound": True}},
+        "shots": [2], "subsets": [0], "seeds": [0], "set": [], "paper": {},
+    }
+    (tmp_path / "hc.yaml").write_text(yaml.safe_dump(protocol, sort_keys=False))
+    out = tmp_path / "out"
+    assert main(["benchmark", str(tmp_path / "hc.yaml"), "--out", str(out)]) == 0
+    run = pd.read_csv(out / "runs.csv").iloc[0]
+    assert main(["evaluate", str(out / "cells" / run.cell / "predictions"), str(raw),
+                 "--out", str(tmp_path / "scores.csv")]) == 0
+    expected = pd.read_csv(tmp_path / "scores.csv").hc_error_mm
+    assert expected.notna().sum() >= 1 and expected.mean() > 0  # images where no ellipse fits don't count
+    assert run.hc_error_mm == pytest.approx(expected.mean())
+    assert pd.read_csv(out / "summary.csv").hc_error_mm.iloc[0] == pytest.approx(expected.mean())
+    header, _, row = (out / "summary.md").read_text().splitlines()[:3]
+    assert "| HD95 mm | hc error mm | training s |" in header and f"| {expected.mean():.1f} |" in row
 
 
 def test_intervals_and_fractions_by_hand():

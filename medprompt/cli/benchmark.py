@@ -214,8 +214,9 @@ def run_cell(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: Path)
 
 
 def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, folder: Path, row: dict[str, Any]) -> None:
-    """Predict the test split into the cell's folder and add its scores (2D, and 3D in mm for volumes, each case
-    beside its quality signals) and the number of cases flagged for review to `row`."""
+    """Predict the test split into the cell's folder and add its scores to `row`: 2D; each case against the raw
+    download beside its quality signals, with 3D in mm for volumes and the means of the dataset's own scores
+    (HC18's head circumference error); the number of cases flagged for review."""
     import pandas as pd
 
     from medprompt.evaluation.evaluate import evaluate_slices, evaluate_volumes
@@ -234,11 +235,12 @@ def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, fold
     scored = slices[slices.has_target]
     quality = pd.read_csv(folder / "predictions" / QUALITY, dtype={"case": str}, keep_default_na=False)
     row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()), flagged=int((quality.review != "").sum()))
+    cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
+                                labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
+    row.update({column: float(cases[column].mean()) for column in cases.attrs.get("extra_columns", {})})
+    cases = cases.merge(quality[["case", "removed_fraction", "review"]], on="case", how="left")
+    cases.to_csv(folder / "cases.csv", index=False)
     if task.get("volumes"):
-        cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
-                                    labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
-        cases = cases.merge(quality[["case", "removed_fraction", "review"]], on="case", how="left")
-        cases.to_csv(folder / "cases.csv", index=False)
         row.update(dice_3d=float(cases.dice.mean()), hd95_mm=float(cases.hd95_mm.mean()),
                    assd_mm=float(cases.assd_mm.mean()))
 
@@ -382,7 +384,8 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     from medprompt.common.atomic import atomic_path
     from medprompt.evaluation.summary import summarise, summary_markdown, summary_plot
 
-    runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS)
+    extra = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in RUN_COLUMNS]  # a dataset's scores
+    runs = pd.DataFrame(rows).reindex(columns=RUN_COLUMNS + extra)
     runs["status"] = [relative_status(row.status, row.cell) for row in runs.itertuples()]
     tables = {}
     for row in rows:
@@ -392,7 +395,7 @@ def write_summaries(out: Path, protocol: dict[str, Any], rows: list[dict[str, An
     bounds = {task: name for task in protocol["tasks"] for name, spec in protocol["methods"].items()
               if spec.get("bound")}
     departures = {name: spec.get("departures", "") for name, spec in protocol["methods"].items()}
-    summary = summarise(runs, tables, bounds, protocol.get("paper") or {}, departures)
+    summary = summarise(runs, tables, bounds, protocol.get("paper") or {}, departures, extra)
     markdown = summary_markdown(summary, runs[runs.status != "ok"])
     if pending:
         markdown += (f"\nA partial table: {pending} of the protocol's {pending + len(rows)} cells are not run yet "

@@ -8,7 +8,7 @@ averaged over its test slices and over the runs), says how much the test set doe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,9 +34,11 @@ def patient_dice(slice_tables: list[pd.DataFrame]) -> pd.Series:
 
 
 def summarise(runs: pd.DataFrame, slice_tables: Mapping[str, pd.DataFrame], bound_methods: Mapping[str, str],
-              paper: Mapping[str, Mapping[str, float]], departures: Mapping[str, str]) -> pd.DataFrame:
+              paper: Mapping[str, Mapping[str, float]], departures: Mapping[str, str],
+              extra: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (task, method) of `runs`; `slice_tables` maps a run's `cell` to its per-slice scores (with a
-    `patient` column); `bound_methods` names each task's box-prompted method."""
+    `patient` column); `bound_methods` names each task's box-prompted method; `extra` columns of `runs` (a
+    dataset's own scores, such as HC18's head circumference error) are averaged over the runs with a model."""
     rows = []
     for (task, method), group in runs.groupby(["task", "method"], sort=False):
         scored = group[group.status == "ok"]
@@ -54,26 +56,35 @@ def summarise(runs: pd.DataFrame, slice_tables: Mapping[str, pd.DataFrame], boun
             "dice_3d": scored.dice_3d.mean() if len(scored) else float("nan"),
             "hd95_mm": scored.hd95_mm.mean() if len(scored) else float("nan"),
             "train_s": group.train_s.mean(), "departures": departures.get(method, ""),
+            **{column: scored[column].mean() if len(scored) else float("nan") for column in extra},
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=[*COLUMNS, *extra])
 
 
 def _figure(value: float, digits: int = 3) -> str:
     return "-" if pd.isna(value) else f"{value:.{digits}f}"
 
 
+def _title(column: str) -> str:
+    """A score column's header: `hc_error_mm` -> `hc error mm`."""
+    return column.replace("_", " ")
+
+
 def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame) -> str:
     """The summary as a Markdown table (a spread over runs only where there are two models or more), then the runs
     that ended without a model and why."""
+    extra = [c for c in summary.columns[len(COLUMNS):] if summary[c].notna().any()]
     lines = ["| task | method | runs (models) | test slices / patients | 2D Dice mean +- std | 95% CI (patients) "
-             "| fraction of the bound | paper | 3D Dice | HD95 mm | training s | departures |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in summary.itertuples():
+             "| fraction of the bound | paper | 3D Dice | HD95 mm | "
+             + "".join(f"{_title(c)} | " for c in extra) + "training s | departures |",
+             "|---" * (12 + len(extra)) + "|"]
+    for r in summary.itertuples(index=False):
         dice = _figure(r.dice_2d) if pd.isna(r.dice_2d_std) else f"{_figure(r.dice_2d)} +- {_figure(r.dice_2d_std)}"
         lines.append(f"| {r.task} | {r.method} | {r.runs} ({r.models}) | {r.test_slices} / {r.test_patients} | "
                      f"{dice} | {_figure(r.ci_low)}-{_figure(r.ci_high)} | "
                      f"{_figure(r.fraction_of_bound, 2)} | {_figure(r.paper)} | {_figure(r.dice_3d)} | "
-                     f"{_figure(r.hd95_mm, 1)} | {_figure(r.train_s, 0)} | {r.departures} |")
+                     f"{_figure(r.hd95_mm, 1)} | " + "".join(f"{_figure(getattr(r, c), 1)} | " for c in extra)
+                     + f"{_figure(r.train_s, 0)} | {r.departures} |")
     if len(failures):
         lines += ["", "Runs without a model:", ""]
         lines += [f"- {r.task} / {r.method} (shots {r.shots}, subset {r.subset}, seed {r.seed}): {r.status}"
