@@ -158,7 +158,8 @@ def test_torchrun_shares_the_cells_out_and_writes_the_same_tables(finished, prot
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(TESTS / "medprompt_with_tiny_backbone.py"), "benchmark", str(protocol_file), "--out",
                              str(out)], capture_output=True, encoding="utf-8",
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path),
+                                 "TMPDIR": str(tmp_path)})  # torchrun's own folders stay in the test's
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rank 0 of 2" in result.stderr and "rank 1 of 2" in result.stderr
     assert result.stdout.count("| acdc_lv |") == 2  # the table, printed once

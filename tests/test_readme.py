@@ -17,6 +17,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +148,10 @@ def run_documented(command: Command, workdir: Path) -> subprocess.CompletedProce
         return run_server([str(script), *command.command_line(), "--port", "0", "--no-browser"], workdir)
     launcher = [sys.executable, "-m", "torch.distributed.run", *command.launcher, "-m", "medprompt"] \
         if command.launcher else [str(script)]
-    return subprocess.run([*launcher, *command.command_line()], cwd=workdir, capture_output=True,
-                          encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdin=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory(prefix="readme_") as scratch:  # torchrun's own folders go with the command
+        return subprocess.run([*launcher, *command.command_line()], cwd=workdir, capture_output=True,
+                              encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": scratch},
+                              stdin=subprocess.DEVNULL)
 
 
 def run_server(argv: list[str], workdir: Path) -> subprocess.CompletedProcess:
