@@ -320,6 +320,8 @@ def test_an_archive_holds_the_scores_alone_and_merging_it_rebuilds_the_same_tabl
     # another machine, the data elsewhere: the merged cells are finished there, nothing is prepared or trained
     fresh = tmp_path / "fresh"
     capsys.readouterr()
+    assert main(["benchmark", str(protocol_file), "--out", str(fresh), "--merge", str(kept), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("    finished") == 3 and not fresh.exists()  # the dry run counts them too
     assert main(["benchmark", str(protocol_file), "--out", str(fresh), "--merge", str(kept),
                  "--data", str(tmp_path / "elsewhere")]) == 0
     assert "merged 3 finished cells" in capsys.readouterr().out and not (fresh / "data").exists()

@@ -458,9 +458,9 @@ def train_slices(out: Path, protocol: dict[str, Any], task: str) -> int | None:
     return int(((manifest.split == "train") & manifest.has_target).sum())
 
 
-def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -> str:
+def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, folders: list[Path]) -> str:
     """Each cell's training steps' time from a step measured on this machine, and the encoder's speed; the cells
-    finished in `out` cost nothing."""
+    finished in one of `folders` (--out, then the --merge folders) cost nothing."""
     import torch
 
     from medprompt.training.recipe import load_train_config
@@ -472,7 +472,7 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
     lines, total = [], 0.0
     for cell in cells:
         spec = protocol["methods"][cell.method]
-        if (out / "cells" / cell.key / CELL_DONE).is_file():
+        if any((folder / "cells" / cell.key / CELL_DONE).is_file() for folder in folders):
             lines.append(f"  {cell.key:<55}    finished")
             continue
         if "from" in spec:
@@ -480,7 +480,7 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, out: Path) -
             continue
         cfg = load_train_config(spec["method"], spec.get("config"), [*protocol.get("set", []), *spec.get("set", [])])
         if cell.shots == "all" and cell.task not in available:
-            available[cell.task] = train_slices(out, protocol, cell.task)
+            available[cell.task] = train_slices(folders[0], protocol, cell.task)
         shots = int(cell.shots) if cell.shots != "all" else available[cell.task] or 10
         seconds = 0.0
         if not spec.get("bound"):
@@ -515,7 +515,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                              group.device(resolve_device(args.device)), engine=args.engine)
     if args.dry_run:
         if group.is_main:
-            print(estimate(chosen, protocol, backbone, out))
+            check_merge_sources(protocol, args.merge)
+            print(estimate(chosen, protocol, backbone, [out, *args.merge]))
         return
     if group.is_main:  # the folder, the merged cells, the preprocessing and the embeddings, once for the group
         check_merge_sources(protocol, args.merge)
@@ -563,8 +564,8 @@ def add_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archive", type=Path, default=None, metavar="FOLDER",
                    help="then also copy the protocol, the tables and each finished cell's scores (no weights or "
                         "predictions) into FOLDER: small enough to commit, and --merge reads it back")
-    p.add_argument("--dry-run", action="store_true", help="list the cells (those finished in --out marked) and "
-                   "estimate their training time, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the cells (those finished in --out or a --merge "
+                   "folder marked) and estimate their training time, run nothing")
     add_device(p)
     add_engine(p)
 
