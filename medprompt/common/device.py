@@ -25,6 +25,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def flush_subnormals() -> None:
+    """Flush subnormal floats (below 1.2e-38) to zero in this process's CPU arithmetic. A converging model's
+    gradients fill with them (the sigmoid of confident logits), and an x86 CPU computes on them about 50x slower:
+    by epoch 37 of an HC18 run a training step took 1.78 s instead of 0.54 s, and it kept growing. No result
+    depends on such magnitudes. A no-op where the CPU cannot flush them."""
+    torch.set_flush_denormal(True)
+
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

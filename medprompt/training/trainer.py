@@ -34,7 +34,7 @@ from medprompt import __version__
 from medprompt.backbones import Backbone
 from medprompt.backbones.embedding_cache import EmbeddingCache
 from medprompt.common.atomic import atomic_path
-from medprompt.common.device import autocast, cpu_bf16_for
+from medprompt.common.device import autocast, cpu_bf16_for, flush_subnormals
 from medprompt.common.distributed import Group
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import (
@@ -222,6 +222,7 @@ class Trainer:
         learning rate once it has begun (measured on CAMUS and HC18), so the run
         starts again from a new initialisation; it fails after `max_recoveries`.
         """
+        flush_subnormals()
         epochs = self.recipe.epochs
         steps_per_epoch = len(self.batches(0))
         bar = tqdm(total=epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch, unit="step",
