@@ -57,7 +57,9 @@ def test_orientations_are_encoded_from_the_moved_slices(setup):
     assert torch.equal(oriented.slices.embeddings[:2], original.embeddings)
     with torch.no_grad():
         upside_down = backbone.encode(torch.from_numpy(dataset.images(rows)[:, ::-1].copy())).half()
-    assert torch.equal(oriented.slices.embeddings[4:6], upside_down)  # the second orientation: rows reversed
+    # the second orientation, rows reversed; to fp16's last bit, as the engine that `auto` picks by speed may
+    # encode a batch of 6 and one of 2 differently (the other orientations differ by 0.7)
+    torch.testing.assert_close(oriented.slices.embeddings[4:6].float(), upside_down.float(), rtol=0, atol=4e-3)
     assert oriented.boxes[4].tolist() == [[3, 43, 10, 59]] and oriented.boxes[7].tolist() == [[23, 22, 33, 32]]
     assert np.array_equal(oriented.masks[5], masks[1][::-1])
     frames = Slices(None, backbone.spec.low_res_images(torch.from_numpy(dataset.images(rows))), (64, 64))
