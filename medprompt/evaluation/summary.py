@@ -73,7 +73,7 @@ def _title(column: str) -> str:
 def summary_markdown(summary: pd.DataFrame, failures: pd.DataFrame) -> str:
     """The summary as a Markdown table (a spread over runs only where there are two models or more), then the runs
     that ended without a model and why."""
-    extra = [c for c in summary.columns[len(COLUMNS):] if summary[c].notna().any()]
+    extra = [c for c in summary.columns if c not in COLUMNS and summary[c].notna().any()]  # a dataset's scores
     lines = ["| task | method | runs (models) | test slices / patients | 2D Dice mean +- std | 95% CI (patients) "
              "| fraction of the bound | paper | 3D Dice | HD95 mm | "
              + "".join(f"{_title(c)} | " for c in extra) + "training s | departures |",
