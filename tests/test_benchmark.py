@@ -315,6 +315,9 @@ def test_an_archive_holds_the_scores_alone_and_merging_it_rebuilds_the_same_tabl
     cells = sorted(path.parent.relative_to(kept) for path in kept.glob("cells/*/*/*/cell.json"))
     assert len(cells) == 3 and not list(kept.rglob("*.safetensors")) and not list(kept.rglob("predictions"))
     assert {p.name for p in (kept / cells[0]).iterdir()} == {"cell.json", "slices.csv", "cases.csv"}
+    recorded = yaml.safe_load((kept / "protocol.yaml").read_text())  # no machine's path in a committed archive
+    assert "data" not in recorded and all("data" not in spec for spec in recorded["tasks"].values())
+    assert recorded["tasks"] == yaml.safe_load((finished / "protocol.yaml").read_text())["tasks"]
     slices = pd.read_csv(kept / cells[0] / "slices.csv", dtype=str)
     assert (slices.patient == slices.case.str.split("_").str[0]).all()  # ACDC: patient001_ED is patient001's
     # another machine, the data elsewhere: the merged cells are finished there, nothing is prepared or trained

@@ -362,8 +362,15 @@ def merge_cells(out: Path, protocol: dict[str, Any], sources: list[Path]) -> int
 
 
 def archive(out: Path, folder: Path) -> None:
-    """Copy the protocol, the tables and every finished cell's results from --out into `folder`."""
-    files = [out / name for name in TABLES]
+    """Copy the protocol (less this machine's data locations), the tables and every finished cell's results from
+    --out into `folder`."""
+    from medprompt.common.atomic import atomic_path
+    from medprompt.common.config import dump_config, read_yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "protocol.yaml") as tmp:
+        dump_config(without_locations(read_yaml(out / "protocol.yaml")), tmp)
+    files = [out / name for name in TABLES if name != "protocol.yaml"]
     for done in sorted((out / "cells").glob(f"*/*/*/{CELL_DONE}")):
         files += [done.parent / name for name in RESULT_FILES]
     for path in files:
