@@ -110,6 +110,35 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_killed_one(finished, protocol
     pd.testing.assert_frame_equal(pd.read_csv(finished / "summary.csv").drop(columns="train_s"), before)
 
 
+def test_extend_runs_the_added_cells_and_keeps_the_finished_ones(finished, protocol_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished, out)
+    stamps = {path: path.stat().st_mtime_ns for path in out.glob("cells/*/*/*/cell.json")}
+    more = ["--set", "subsets=[0, 1, 2]"]
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(out), *more], "another protocol ran here",
+                 "subsets: recorded [0, 1], now [0, 1, 2]", "or --extend to add")
+    expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(out), *more, "--dry-run"],
+                 "another protocol ran here", "or --extend to add")  # the dry run says what the run would
+    assert main(["benchmark", str(protocol_file), "--out", str(out), *more, "--extend", "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("    finished") == 3
+    assert main(["benchmark", str(protocol_file), "--out", str(out), *more, "--extend"]) == 0
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing finished was run again
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs.subset[runs.method == "default"]) == [0, 1, 2] and set(runs.status) == {"ok"}
+    assert yaml.safe_load((out / "protocol.yaml").read_text())["subsets"] == [0, 1, 2]
+    capsys.readouterr()
+    # what a finished cell was run with cannot change under --extend
+    error = expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(out), *more, "--extend", "--set",
+                                  "set=[epochs=2]"], "another protocol ran here", "set: recorded [], now ['epochs=2']")
+    assert "--extend to add" not in error
+    # a folder with fewer subsets merges into the larger protocol: the cells both have are alike
+    fresh = tmp_path / "fresh"
+    assert main(["benchmark", str(protocol_file), "--out", str(fresh), *more, "--merge", str(finished),
+                 "--only", "acdc_lv/bound"]) == 0
+    assert "merged 3 finished cells" in capsys.readouterr().out
+    assert pd.read_csv(fresh / "runs.csv").cell.tolist() == pd.read_csv(finished / "runs.csv").cell.tolist()
+
+
 def test_another_protocol_in_the_same_folder_is_refused_by_key(finished, protocol_file, capsys):
     expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(finished), "--set", "seeds=[1]"],
                  "another protocol ran here", "seeds: recorded [0], now [1]")
@@ -283,7 +312,7 @@ def test_the_dry_run_marks_the_cells_finished_in_the_folder(finished, protocol_f
 def test_the_dry_run_counts_all_shots_as_the_prepared_train_split(finished, protocol_file, capsys, monkeypatch):
     monkeypatch.setattr(benchmark, "step_seconds", lambda backbone, cfg, batch: 60.0)
     assert main(["benchmark", str(protocol_file), "--out", str(finished), "--dry-run", "--set", "shots=[all]",
-                 "--set", "subsets=[0]"]) == 0
+                 "--set", "subsets=[0]", "--extend"]) == 0
     manifest = pd.read_csv(next((finished / "data").iterdir()) / "manifest.csv")
     train = int(((manifest.split == "train") & manifest.has_target).sum())
     batch = load_train_config("conv_fc", None, [])["batch_size"]
@@ -331,8 +360,8 @@ def test_an_archive_holds_the_scores_alone_and_merging_it_rebuilds_the_same_tabl
     for table in ("runs.csv", "summary.csv", "summary.md"):
         assert (fresh / table).read_text() == (finished / table).read_text()
     expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(tmp_path / "other"), "--merge", str(kept),
-                          "--set", "seeds=[1]"], f"--merge {kept}: another protocol ran there",
-                 "seeds: recorded [0], now [1]")
+                          "--set", "set=[epochs=2]"], f"--merge {kept}: another protocol ran there",
+                 "set: recorded [], now ['epochs=2']")
     expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(tmp_path / "other"), "--merge",
                           str(tmp_path)], "no protocol.yaml there")
     assert not (tmp_path / "other").exists()  # refused before anything is written

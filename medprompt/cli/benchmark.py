@@ -4,7 +4,8 @@ Each cell is an ordinary run through the verbs' own code: preprocess and embed o
 predict the test split and evaluate. A cell is finished when its `cell.json` exists; a rerun skips finished
 cells and redoes a killed one from the start. Outputs in --out:
 
-    protocol.yaml             the resolved protocol (a different one is refused)
+    protocol.yaml             the resolved protocol (a different one is refused; --extend takes one that only
+                              lists more tasks, methods, shots, subsets or seeds)
     data/<dataset>_<hash>/    each task's preprocessed dataset and its embedding cache
     cells/<task>/<method>/shots<k>_subset<s>_seed<r>/   run/, predictions/, slices.csv, cases.csv, cell.json
     runs.csv                  one row per run
@@ -32,6 +33,7 @@ from medprompt.cli.options import Verb, add_device, add_engine
 CELL_DONE = "cell.json"
 RESULT_FILES = ("slices.csv", "cases.csv", CELL_DONE)  # a finished cell's results; cell.json last, as it marks one
 TABLES = ("protocol.yaml", "runs.csv", "summary.csv", "summary.md", "summary.png")
+LISTED = ("tasks", "methods", "shots", "subsets", "seeds", "paper")  # what --extend may add to (paper: may change)
 RUN_COLUMNS = ["cell", "task", "method", "method_name", "supervision", "shots", "subset", "seed", "status",
                "test_slices", "dice_2d", "dice_3d", "hd95_mm", "assd_mm", "flagged", "train_s", "predict_s"]
 
@@ -278,8 +280,24 @@ def predict_again(cell: Cell, protocol: dict[str, Any], dataset, backbone, out: 
     return finish_cell(folder, row)
 
 
-def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
-    """Refuse an --out that holds another protocol, naming what differs; record the protocol in a new one."""
+def cell_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What two protocols set differently for a cell they both have: their shared tasks' and methods' settings and
+    those every cell reads (backbone, checkpoint, set, data); not which tasks, methods, shots, subsets and seeds
+    each lists, nor the paper's figures, which no cell reads."""
+    from medprompt.training.recipe import setting_differences
+
+    lines = []
+    for section in ("tasks", "methods"):
+        mine, theirs = recorded.get(section) or {}, current.get(section) or {}
+        for name in (name for name in mine if name in theirs):
+            lines += setting_differences(mine[name], theirs[name], f"{section}.{name}.")
+    common = [key for key in dict.fromkeys([*recorded, *current]) if key not in LISTED]
+    return lines + setting_differences({k: recorded.get(k) for k in common}, {k: current.get(k) for k in common})
+
+
+def check_protocol_folder(out: Path, protocol: dict[str, Any], extend: bool = False, record: bool = True) -> None:
+    """Refuse an --out that holds another protocol, naming what differs, unless `extend` and the two differ only in
+    which tasks, methods, shots, subsets or seeds they list (or the paper's figures); `record` the protocol."""
     from medprompt.common.atomic import atomic_path
     from medprompt.common.config import dump_config, read_yaml
     from medprompt.common.errors import MedpromptError
@@ -289,10 +307,17 @@ def check_protocol_folder(out: Path, protocol: dict[str, Any]) -> None:
     check_output_folder(out, "--out")
     recorded = out / "protocol.yaml"
     if recorded.is_file():
-        differences = setting_differences(read_yaml(recorded), protocol)
-        if differences:
-            raise MedpromptError(f"{recorded}: another protocol ran here ({'; '.join(differences[:3])}); use another "
-                                 "--out, or the same protocol and settings to resume")
+        before = read_yaml(recorded)
+        differences = setting_differences(before, protocol)
+        if not differences:
+            return
+        conflicts = cell_conflicts(before, protocol)
+        if not extend or conflicts:
+            raise MedpromptError(
+                f"{recorded}: another protocol ran here ({'; '.join((conflicts or differences)[:3])}); use another "
+                "--out, or the same protocol and settings to resume"
+                + ("" if conflicts else ", or --extend to add its tasks, methods, shots, subsets or seeds here"))
+    if not record:
         return
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(recorded) as tmp:
@@ -332,18 +357,18 @@ def copy_if_present(source: Path, target: Path) -> None:
 
 
 def check_merge_sources(protocol: dict[str, Any], sources: list[Path]) -> None:
-    """Refuse a --merge folder that holds no benchmark or another protocol (data locations aside)."""
+    """Refuse a --merge folder that holds no benchmark, or a protocol that sets a cell both have otherwise (data
+    locations aside)."""
     from medprompt.common.config import read_yaml
     from medprompt.common.errors import MedpromptError
-    from medprompt.training.recipe import setting_differences
 
     for source in sources:
         recorded = source / "protocol.yaml"
         if not recorded.is_file():
             raise MedpromptError(f"--merge {source}: no protocol.yaml there (not a benchmark's --out or --archive)")
-        differences = setting_differences(without_locations(read_yaml(recorded)), without_locations(protocol))
-        if differences:
-            raise MedpromptError(f"--merge {source}: another protocol ran there ({'; '.join(differences[:3])})")
+        conflicts = cell_conflicts(without_locations(read_yaml(recorded)), without_locations(protocol))
+        if conflicts:
+            raise MedpromptError(f"--merge {source}: another protocol ran there ({'; '.join(conflicts[:3])})")
 
 
 def merge_cells(out: Path, protocol: dict[str, Any], sources: list[Path]) -> int:
@@ -523,11 +548,12 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.dry_run:
         if group.is_main:
             check_merge_sources(protocol, args.merge)
+            check_protocol_folder(out, protocol, args.extend, record=False)
             print(estimate(chosen, protocol, backbone, [out, *args.merge]))
         return
     if group.is_main:  # the folder, the merged cells, the preprocessing and the embeddings, once for the group
         check_merge_sources(protocol, args.merge)
-        check_protocol_folder(out, protocol)
+        check_protocol_folder(out, protocol, args.extend)
         if args.merge:
             merged = merge_cells(out, protocol, args.merge)
             print(f"merged {merged} finished cells from {', '.join(map(str, args.merge))}")
@@ -565,9 +591,13 @@ def add_benchmark(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only the cells of these tasks or task/method pairs (repeatable, shell-style: acdc_lv, "
                         "'acdc_*/unet'); the tables then cover the finished cells and say how many are not run yet")
+    p.add_argument("--extend", action="store_true",
+                   help="let --out, which holds this protocol with fewer tasks, methods, shots, subsets or seeds, "
+                        "take the protocol as given: its finished cells are kept and the new ones run")
     p.add_argument("--merge", action="append", default=[], type=Path, metavar="FOLDER",
-                   help="first copy in the finished cells of FOLDER (another --out or --archive of the same protocol; "
-                        "its data may lie elsewhere) that --out lacks (repeatable): one table from parts run apart")
+                   help="first copy in the finished cells of FOLDER (another --out or --archive whose protocol sets "
+                        "the cells both have alike; its data may lie elsewhere) that --out lacks (repeatable): one "
+                        "table from parts run apart")
     p.add_argument("--archive", type=Path, default=None, metavar="FOLDER",
                    help="then also copy the protocol, the tables and each finished cell's scores (no weights or "
                         "predictions) into FOLDER: small enough to commit, and --merge reads it back")
@@ -588,5 +618,6 @@ VERBS = [
          "         medprompt benchmark table1 --out bench/table1 --data ~/data --dry-run\n"
          "         medprompt benchmark table1 --out bench/table1 --only acdc_lv   (one task now, the rest later)\n"
          "         medprompt benchmark table1 --out bench/more --merge bench/table1 --archive results/table1\n"
+         "         medprompt benchmark table1 --out bench/table1 --set \"seeds=[0,1,2]\" --extend   (more runs)\n"
          "         medprompt config benchmarks/table1      (the protocol's keys)"),
 ]
