@@ -295,32 +295,35 @@ def cell_conflicts(recorded: dict[str, Any], current: dict[str, Any]) -> list[st
     return lines + setting_differences({k: recorded.get(k) for k in common}, {k: current.get(k) for k in common})
 
 
-def check_protocol_folder(out: Path, protocol: dict[str, Any], extend: bool = False, record: bool = True) -> None:
+def check_protocol_folder(out: Path, protocol: dict[str, Any], extend: bool = False) -> None:
     """Refuse an --out that holds another protocol, naming what differs, unless `extend` and the two differ only in
-    which tasks, methods, shots, subsets or seeds they list (or the paper's figures); `record` the protocol."""
-    from medprompt.common.atomic import atomic_path
-    from medprompt.common.config import dump_config, read_yaml
+    which tasks, methods, shots, subsets or seeds they list (or the paper's figures)."""
+    from medprompt.common.config import read_yaml
     from medprompt.common.errors import MedpromptError
     from medprompt.common.output_paths import check_output_folder
     from medprompt.training.recipe import setting_differences
 
     check_output_folder(out, "--out")
     recorded = out / "protocol.yaml"
-    if recorded.is_file():
-        before = read_yaml(recorded)
-        differences = setting_differences(before, protocol)
-        if not differences:
-            return
-        conflicts = cell_conflicts(before, protocol)
-        if not extend or conflicts:
-            raise MedpromptError(
-                f"{recorded}: another protocol ran here ({'; '.join((conflicts or differences)[:3])}); use another "
-                "--out, or the same protocol and settings to resume"
-                + ("" if conflicts else ", or --extend to add its tasks, methods, shots, subsets or seeds here"))
-    if not record:
+    if not recorded.is_file():
         return
+    before = read_yaml(recorded)
+    differences = setting_differences(before, protocol)
+    conflicts = cell_conflicts(before, protocol) if differences else []
+    if differences and (conflicts or not extend):
+        raise MedpromptError(
+            f"{recorded}: another protocol ran here ({'; '.join((conflicts or differences)[:3])}); use another "
+            "--out, or the same protocol and settings to resume"
+            + ("" if conflicts else ", or --extend to add its tasks, methods, shots, subsets or seeds here"))
+
+
+def record_protocol(out: Path, protocol: dict[str, Any]) -> None:
+    """Write the protocol into --out (after check_protocol_folder): what a rerun or --extend is checked against."""
+    from medprompt.common.atomic import atomic_path
+    from medprompt.common.config import dump_config
+
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(recorded) as tmp:
+    with atomic_path(out / "protocol.yaml") as tmp:
         dump_config(protocol, tmp)
 
 
@@ -548,12 +551,13 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
     if args.dry_run:
         if group.is_main:
             check_merge_sources(protocol, args.merge)
-            check_protocol_folder(out, protocol, args.extend, record=False)
+            check_protocol_folder(out, protocol, args.extend)
             print(estimate(chosen, protocol, backbone, [out, *args.merge]))
         return
     if group.is_main:  # the folder, the merged cells, the preprocessing and the embeddings, once for the group
         check_merge_sources(protocol, args.merge)
         check_protocol_folder(out, protocol, args.extend)
+        record_protocol(out, protocol)
         if args.merge:
             merged = merge_cells(out, protocol, args.merge)
             print(f"merged {merged} finished cells from {', '.join(map(str, args.merge))}")
