@@ -131,6 +131,12 @@ def test_extend_runs_the_added_cells_and_keeps_the_finished_ones(finished, proto
     error = expect_error(capsys, ["benchmark", str(protocol_file), "--out", str(out), *more, "--extend", "--set",
                                   "set=[epochs=2]"], "another protocol ran here", "set: recorded [], now ['epochs=2']")
     assert "--extend to add" not in error
+    # an archive holds the cells of the protocol as given, not those that a larger one left in the folder
+    kept = tmp_path / "kept"
+    assert main(["benchmark", str(protocol_file), "--out", str(out), "--set", "subsets=[0]", "--extend",
+                 "--archive", str(kept)]) == 0
+    assert sorted(path.parent.relative_to(kept / "cells").as_posix() for path in kept.glob("cells/*/*/*/cell.json")) \
+        == ["acdc_lv/bound/shotsall_subset0_seed0", "acdc_lv/default/shots2_subset0_seed0"]
     # a folder with fewer subsets merges into the larger protocol: the cells both have are alike
     fresh = tmp_path / "fresh"
     assert main(["benchmark", str(protocol_file), "--out", str(fresh), *more, "--merge", str(finished),

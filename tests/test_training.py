@@ -10,7 +10,7 @@ from helpers import interrupt_on_call
 from medprompt.common.config import load_config
 from medprompt.common.errors import MedpromptError
 from medprompt.data.boxes import select_training_set
-from medprompt.training.recipe import resumed_train_config
+from medprompt.training.recipe import TrainConfig, resumed_train_config
 from medprompt.training.run import train
 from medprompt.training.trainer import Trainer
 from tiny_backbone import BOX_SUPERVISION, NO_COLLAPSE_CHECK
@@ -53,6 +53,16 @@ def test_training_learns_and_writes_the_run(setup, tmp_path):
     assert len(load_file(str(run / "method.safetensors"))) == 10  # 8 weights and biases, 2 offset buffers
     with pytest.raises(MedpromptError, match="already holds a run"):
         train(dataset, backbone, config(epochs=4, shots=4), run, progress=False)
+
+
+def test_max_steps_shortens_the_schedule_and_keeps_its_shape(setup, tmp_path):
+    dataset, backbone = setup  # 5 shots, 2 a step: 3 steps an epoch, so 10 steps are 3 of the 8 epochs
+    run = train(dataset, backbone, config(epochs=8, shots=5, batch_size=2, max_steps=10), tmp_path / "run",
+                progress=False)
+    log = pd.read_csv(run / "train_log.csv")
+    assert list(log.epoch) == [1, 2, 3]
+    assert list(log.lr) == [1e-3] * 2 + [1e-4]  # the lr step at half of the 3 epochs, rounded
+    assert TrainConfig.from_mapping(config(epochs=8, batch_size=2, max_steps=10)).epochs_for(2) == 8
 
 
 def test_training_computes_with_subnormals_flushed(setup, tmp_path):

@@ -169,7 +169,8 @@ def prepare_task(out: Path, protocol: dict[str, Any], task: str, backbone) -> An
         config = load_config(spec["dataset"], overrides=list(spec.get("preprocess") or []))
         preprocess(spec["dataset"], raw_folder(protocol, task), root, config, overwrite=True)
     dataset = PreprocessedDataset(root)
-    build_cache(dataset, backbone, progress=False)
+    print(f"{task}: {len(dataset)} slices in {root}")
+    build_cache(dataset, backbone)  # its bar: the first embedding of a task at scale takes minutes
     return dataset
 
 
@@ -389,9 +390,9 @@ def merge_cells(out: Path, protocol: dict[str, Any], sources: list[Path]) -> int
     return copied
 
 
-def archive(out: Path, folder: Path) -> None:
-    """Copy the protocol (less this machine's data locations), the tables and every finished cell's results from
-    --out into `folder`."""
+def archive(out: Path, folder: Path, protocol: dict[str, Any]) -> None:
+    """Copy the protocol (less this machine's data locations), the tables and the results of each of its finished
+    cells from --out into `folder` (not those of cells that an earlier protocol listed there)."""
     from medprompt.common.atomic import atomic_path
     from medprompt.common.config import dump_config, read_yaml
 
@@ -399,8 +400,9 @@ def archive(out: Path, folder: Path) -> None:
     with atomic_path(folder / "protocol.yaml") as tmp:
         dump_config(without_locations(read_yaml(out / "protocol.yaml")), tmp)
     files = [out / name for name in TABLES if name != "protocol.yaml"]
-    for done in sorted((out / "cells").glob(f"*/*/*/{CELL_DONE}")):
-        files += [done.parent / name for name in RESULT_FILES]
+    for cell in protocol_cells(protocol):
+        if (out / "cells" / cell.key / CELL_DONE).is_file():
+            files += [out / "cells" / cell.key / name for name in RESULT_FILES]
     for path in files:
         copy_if_present(path, folder / path.relative_to(out))
 
@@ -498,7 +500,7 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, folders: lis
     finished in one of `folders` (--out, then the --merge folders) cost nothing."""
     import torch
 
-    from medprompt.training.recipe import load_train_config
+    from medprompt.training.recipe import TrainConfig, load_train_config
 
     images = torch.rand(1, 256, 256)
     encode_s = timed_once(lambda: backbone.encode(images))
@@ -522,7 +524,8 @@ def estimate(cells: list[Cell], protocol: dict[str, Any], backbone, folders: lis
             timed = (cell.method, min(shots, cfg["batch_size"]))
             if timed not in steps:
                 steps[timed] = step_seconds(backbone, cfg, timed[1])
-            seconds = cfg["epochs"] * math.ceil(shots / cfg["batch_size"]) * steps[timed]
+            epochs = TrainConfig.from_mapping(cfg).epochs_for(shots)
+            seconds = epochs * math.ceil(shots / cfg["batch_size"]) * steps[timed]
         total += seconds
         lines.append(f"  {cell.key:<55} ~{seconds / 60:5.1f} min training")
     measured = ", ".join(f"{m} {s:.2f} s a step of {b}" for (m, b), s in steps.items())
@@ -580,7 +583,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         rows = [json.loads(path.read_text()) for path in done if path.is_file()]
         print(write_summaries(out, protocol, rows, pending=len(cells) - len(rows)), end="")
         if args.archive:
-            archive(out, args.archive)
+            archive(out, args.archive, protocol)
 
 
 def add_benchmark(p: argparse.ArgumentParser) -> None:

@@ -62,6 +62,7 @@ def model_card(config: dict[str, Any], name: str, license_id: str, training_boxe
             "task": {"type": "image-segmentation", "name": f"{target} segmentation"},
             "dataset": {"name": str(dataset.get("name")), "type": str(dataset.get("name"))},
             "metrics": [{"type": m.kind, "name": m.name, "value": m.value} for m in metrics]}]}]
+    schedule = f"{train.get('epochs')} epochs" + (f", at most {train['max_steps']} steps" if train.get("max_steps") else "")
     measured = "\n".join(f"| {m.name} | {m.value} |" for m in metrics) or "No evaluation was exported with it."
     table = f"| metric | value |\n|---|---|\n{measured}" if metrics else measured
     return f"""---
@@ -74,7 +75,7 @@ Segments **{target}** (label {dataset['target_label']}) automatically, with no b
 time, on images like those it was trained on ({dataset.get('name')}: {', '.join(dataset.get('source_kinds') or ['images'])}).
 It is a `{train['method']}` prompt learner on the frozen `{backbone['id']}` backbone (weights sha256
 `{backbone['checkpoint_sha256']}`), trained with medprompt from {training_boxes} tight bounding boxes
-({train.get('shots')} slices, supervision `{train.get('supervision')}`, {train.get('epochs')} epochs, seed
+({train.get('shots')} slices, supervision `{train.get('supervision')}`, {schedule}, seed
 {train.get('seed')}); no mask was read for training.
 
 ## Measured

@@ -7,6 +7,7 @@ Each section is a dataclass in the module that uses it, with its own `--set` rul
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ SECTIONS = {"refine": RefineConfig, "augment": AugmentConfig, "selection": Selec
 TRAIN_RULES = {
     "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS), "start_box": Rule("numbers", 0, length=4, nullable=True),
     "supervision": Rule("choice", choices=tuple(SUPERVISIONS)),
-    "epochs": Rule("int", 1), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
+    "epochs": Rule("int", 1), "max_steps": Rule("int", 1, nullable=True), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "subset": Rule("int", 0, nullable=True), "label": Rule("int", 0, nullable=True),
     "orientations": Rule("choice", choices=tuple(ORIENTATION_SETS)),
@@ -54,6 +55,7 @@ class TrainConfig:
     method: str
     supervision: str
     epochs: int
+    max_steps: int | None
     batch_size: int
     lr: float
     weight_decay: float
@@ -78,6 +80,13 @@ class TrainConfig:
                    if name not in SECTIONS and name != "values"}
         sections = {name: section.from_mapping(train_cfg.get(name)) for name, section in SECTIONS.items()}
         return cls(**scalars, **sections, values=dict(train_cfg))
+
+    def epochs_for(self, slices: int) -> int:
+        """The epochs to train on `slices` training slices: `epochs`, fewer where they would take more than
+        `max_steps` steps (an epoch shows each slice once, `batch_size` at a time)."""
+        if self.max_steps is None:
+            return self.epochs
+        return max(1, min(self.epochs, self.max_steps // math.ceil(slices / self.batch_size)))
 
     def supervision_strategy(self) -> Supervision:
         """The registered supervision this run learns with."""

@@ -79,6 +79,7 @@ class Trainer:
                                     training_set.rows, [training_set.boxes[s] for s in training_set.slice_ids], masks,
                                     self.recipe.orientations, backbone, reads, progress)
         self.inputs, self.shots = oriented.slices, len(training_set.rows)
+        self.epochs = self.recipe.epochs_for(self.shots)
         self.orientation_count = len(oriented.boxes) // self.shots  # the slices as they are, then turned
         self.low_res_boxes = [backbone.spec.boxes_to_low_res(b, self.image_size) for b in oriented.boxes]
         self.targets = self.supervision.targets(backbone, self.inputs, oriented.boxes, oriented.masks, self.image_size)
@@ -106,7 +107,7 @@ class Trainer:
         self.group.copy_from_main(self.learned)
         recipe = self.recipe
         self.optimizer = torch.optim.Adam(self.learned, lr=recipe.lr, weight_decay=recipe.weight_decay)
-        step_epoch = max(1, round(recipe.epochs * recipe.lr_step_at))
+        step_epoch = max(1, round(self.epochs * recipe.lr_step_at))
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, [step_epoch], gamma=recipe.lr_gamma)
 
     def build_selector(self, cache: EmbeddingCache | None, reads: tuple[str, ...]) -> BoxSelector | None:
@@ -223,7 +224,7 @@ class Trainer:
         starts again from a new initialisation; it fails after `max_recoveries`.
         """
         flush_subnormals()
-        epochs = self.recipe.epochs
+        epochs = self.epochs
         steps_per_epoch = len(self.batches(0))
         bar = tqdm(total=epochs * steps_per_epoch, initial=self.epoch * steps_per_epoch, unit="step",
                    desc=self.group.label("train"), disable=not progress)
@@ -248,7 +249,7 @@ class Trainer:
 
     def selection_epoch(self, epoch: int) -> bool:
         """Whether `epoch` is scored for selection: every `every` epochs from `after` x the schedule on, and the last."""
-        selection, epochs = self.recipe.selection, self.recipe.epochs
+        selection, epochs = self.recipe.selection, self.epochs
         return epoch == epochs or (epoch >= selection.after * epochs and epoch % selection.every == 0)
 
     def run_epoch(self, bar: tqdm) -> dict[str, Any]:
