@@ -239,7 +239,7 @@ def predict_and_score(model, cell: Cell, protocol: dict[str, Any], dataset, fold
     quality = pd.read_csv(folder / "predictions" / QUALITY, dtype={"case": str}, keep_default_na=False)
     row.update(test_slices=len(scored), dice_2d=float(scored.dice.mean()), flagged=int((quality.review != "").sum()))
     cases, _ = evaluate_volumes(folder / "predictions", raw_folder(protocol, cell.task),
-                                labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS)
+                                labels={int(task["label"]): cell.task}, layouts=GROUND_TRUTH_LAYOUTS, progress=False)
     row.update({column: float(cases[column].mean()) for column in cases.attrs.get("extra_columns", {})})
     cases = cases.merge(quality[["case", "removed_fraction", "review"]], on="case", how="left")
     cases.to_csv(folder / "cases.csv", index=False)

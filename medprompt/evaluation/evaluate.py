@@ -114,6 +114,7 @@ def evaluate_volumes(
     reference_csv: str | os.PathLike | None = None,
     only: set[str] | None = None,
     layouts: Sequence[GroundTruthLayout] = (),
+    progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-case-per-structure 3D scores and per-slice 2D scores of the predictions in `pred_dir`.
 
@@ -143,7 +144,7 @@ def evaluate_volumes(
     structures = _structures(labels, matched, predictions, truths, layouts)
     reference = _reference(layouts, Path(gt_dir), reference_csv)
     case_rows, slice_rows = [], []
-    for case in tqdm(matched, desc="evaluate", unit="case"):
+    for case in tqdm(matched, desc="evaluate", unit="case", disable=not progress):
         (pred, _), (gt, meta) = read_label_map(predictions[case]), read_label_map(truths[case], layouts)
         if pred.shape != gt.shape:
             raise MedpromptError(f"{predictions[case]}: shape {pred.shape} differs from ground truth {truths[case]} {gt.shape}")

@@ -31,7 +31,8 @@ KINDS = ("label", "prob")
 PNG_LABEL_SCALE = 255
 
 
-def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os.PathLike, kind: str = "label") -> list[Path]:
+def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os.PathLike, kind: str = "label",
+                progress: bool = True) -> list[Path]:
     """Invert the preprocessing for every case in `manifest` and write one file per case into `out_dir`.
 
     `per_slice` is [N, S, S] with rows aligned with the manifest: label maps
@@ -47,7 +48,8 @@ def reconstruct(manifest: pd.DataFrame, per_slice: np.ndarray, out_dir: str | os
     positions = manifest.reset_index(drop=True).groupby("case", sort=False).indices
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for case, rows in tqdm(positions.items(), desc="reconstruct", unit="case", total=len(positions)):
+    for case, rows in tqdm(positions.items(), desc="reconstruct", unit="case", total=len(positions),
+                           disable=not progress):
         table = manifest.iloc[rows]
         meta = VolumeMeta.from_row(table.iloc[0])
         volume = _case_volume(table, per_slice[rows], meta, kind)

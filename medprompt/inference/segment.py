@@ -194,5 +194,5 @@ def predict_dataset(model: TrainedModel, dataset_dir: Path, out_dir: Path, split
         written.append(write_predictions(out_dir, pd.concat([manifest, signals], axis=1), masks, attrs))
         written.append(write_quality(out_dir, quality_table(manifest, signals)))
         if geometry:
-            written += reconstruct(manifest, masks, out_dir, kind="label")
+            written += reconstruct(manifest, masks, out_dir, kind="label", progress=progress)
     return written
