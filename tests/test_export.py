@@ -19,6 +19,7 @@ from safetensors.numpy import load_file
 from helpers import SHARED_DATA, expect_error
 from medprompt.cli.main import main
 from medprompt.data.dataset import PreprocessedDataset
+from medprompt.export.model_card import model_card
 from medprompt.export.onnx_segmenter import OnnxSegmenter
 from medprompt.inference.segment import segment_images
 from medprompt.methods.run_dir import load_trained, model_folder
@@ -145,6 +146,13 @@ def test_the_model_card_declares_the_model_and_renders_the_runs_metrics(exported
     assert metrics["dice"]["name"] == f"Dice (2D, mean over {len(with_target)} slices with the structure)"
     body = (exported / "README.md").read_text()
     assert "Segments **LV** (label 3)" in body and f"| {metrics['dice']['name']} | {metrics['dice']['value']} |" in body
+
+
+def test_the_model_card_says_when_a_step_cap_shortened_the_schedule(acdc_run):
+    config = yaml.safe_load((acdc_run.run / "config.yaml").read_text())
+    assert "`, 1 epochs, seed" in model_card(config, "lv", "cc-by-4.0", 2, [])
+    config["train"]["max_steps"] = 1500
+    assert "`, 1 epochs, at most 1500 steps, seed" in model_card(config, "lv", "cc-by-4.0", 2, [])
 
 
 @pytest.mark.parametrize("damage, fragment", [

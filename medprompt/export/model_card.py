@@ -62,7 +62,9 @@ def model_card(config: dict[str, Any], name: str, license_id: str, training_boxe
             "task": {"type": "image-segmentation", "name": f"{target} segmentation"},
             "dataset": {"name": str(dataset.get("name")), "type": str(dataset.get("name"))},
             "metrics": [{"type": m.kind, "name": m.name, "value": m.value} for m in metrics]}]}]
-    schedule = f"{train.get('epochs')} epochs" + (f", at most {train['max_steps']} steps" if train.get("max_steps") else "")
+    schedule = f"{train.get('epochs')} epochs"
+    if train.get("max_steps"):
+        schedule += f", at most {train['max_steps']} steps"
     measured = "\n".join(f"| {m.name} | {m.value} |" for m in metrics) or "No evaluation was exported with it."
     table = f"| metric | value |\n|---|---|\n{measured}" if metrics else measured
     return f"""---

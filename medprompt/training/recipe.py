@@ -39,7 +39,8 @@ SECTIONS = {"refine": RefineConfig, "augment": AugmentConfig, "selection": Selec
 TRAIN_RULES = {
     "prompt_offset": Rule("choice", choices=PROMPT_OFFSETS), "start_box": Rule("numbers", 0, length=4, nullable=True),
     "supervision": Rule("choice", choices=tuple(SUPERVISIONS)),
-    "epochs": Rule("int", 1), "max_steps": Rule("int", 1, nullable=True), "batch_size": Rule("int", 1), "lr": Rule("number", 1e-12),
+    "epochs": Rule("int", 1), "max_steps": Rule("int", 1, nullable=True), "batch_size": Rule("int", 1),
+    "lr": Rule("number", 1e-12),
     "weight_decay": Rule("number", 0), "lr_step_at": FRACTION, "lr_gamma": Rule("number", 1e-12, 1),
     "shots": Rule("int", 1, nullable=True), "seed": Rule("int", 0), "subset": Rule("int", 0, nullable=True), "label": Rule("int", 0, nullable=True),
     "orientations": Rule("choice", choices=tuple(ORIENTATION_SETS)),
