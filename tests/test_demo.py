@@ -10,6 +10,8 @@ import pytest
 from nbclient import NotebookClient
 
 from medprompt.cli.demo_pipeline import run_demo
+from medprompt.common.config import load_config, read_yaml
+from medprompt.methods.run_dir import CONFIG
 from preprocessing.phantoms import write_acdc
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
@@ -18,7 +20,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "evaluate.ipynb"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The demo on a download of 6 synthetic patients for 15 epochs (the phantoms' loss levels off by then); the
-    README test runs `medprompt demo` itself: 7 patients, 100 epochs, 3 to 4 more minutes."""
+    README test runs `medprompt demo` itself: 7 patients, 50 epochs, 2 to 3 more minutes."""
     root = tmp_path_factory.mktemp("demo")
     raw = write_acdc(root / "raw", n_patients=6, seed=0)
     out = root / "out"
@@ -36,6 +38,12 @@ def test_ten_shot_box_only_segments_every_held_out_patient(demo):
     assert len(list((out / "run" / "predictions").glob("*.nii.gz"))) == len(table)
     assert len(list((out / "run" / "overlays").glob("*_largest.png"))) == len(table)
     assert len(list((out / "run" / "overlays").glob("*_worst.png"))) == len(table)
+
+
+def test_the_demo_trains_with_its_own_epochs_and_precision(demo):
+    out, _ = demo
+    train = read_yaml(out / "run" / CONFIG)["train"]
+    assert (train["epochs"], train["cpu_precision"]) == (15, load_config("demo")["cpu_precision"]) == (15, "auto")
 
 
 def test_notebook_runs_top_to_bottom_on_the_demo_run(demo, monkeypatch):

@@ -20,7 +20,8 @@ def add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, default=None, help="a raw dataset folder to use instead of synthetic data")
     p.add_argument("--dataset", default="acdc", choices=[d for d in dataset_names() if d != "folder"],
                    help="layout of --data (default: acdc)")
-    p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: the demo's)")
+    p.add_argument("--epochs", type=POSITIVE, default=None,
+                   help="training epochs (default: configs/demo.yaml's, fewer than `train`'s)")
     add_device(p)
     add_engine(p)
 

@@ -22,7 +22,7 @@ import pandas as pd
 from medprompt.backbones import load_backbone
 from medprompt.backbones.embedding_cache import build_cache
 from medprompt.common.config import load_config
-from medprompt.common.device import resolve_device
+from medprompt.common.device import cpu_bf16_for, resolve_device
 from medprompt.common.errors import MedpromptError
 from medprompt.common.output_paths import check_output_folder
 from medprompt.data.dataset import PreprocessedDataset
@@ -117,8 +117,12 @@ def run_demo(out: str | os.PathLike, data: str | os.PathLike | None = None, data
     available = len(data_set.rows("train", with_target=True))
     shots = min(demo["shots"], available)
     train_cfg = load_config("train", overrides=[f"shots={shots}", f"seed={demo['seed']}",
-                                                f"epochs={epochs if epochs is not None else demo['epochs']}"])
-    print(f"[4/6] training the prompt module on {shots} slices, from their boxes only ({train_cfg['epochs']} epochs)")
+                                                f"epochs={epochs if epochs is not None else demo['epochs']}",
+                                                f"cpu_precision={demo['cpu_precision']}"])
+    bf16 = torch_device.type == "cuda" or cpu_bf16_for(torch_device, train_cfg["cpu_precision"])
+    arithmetic = "bf16" if bf16 else "fp32"
+    print(f"[4/6] training the prompt module on {shots} slices, from their boxes only ({train_cfg['epochs']} epochs, "
+          f"{arithmetic})")
     run_dir = train(data_set, backbone, train_cfg, out / "run", progress=progress)
 
     held_out = [s for s in HELD_OUT if s in set(data_set.manifest.split)]
